@@ -1,0 +1,251 @@
+"""Model registry: one name per architecture, with the paper's facts attached.
+
+Every family module registers thin builders with :func:`register_model`::
+
+    @register_model(paper=LENET_PAPER, input_size=(1, 32, 32), num_classes=10,
+                    params=60_000, macs=341_000)
+    def lenet5(*, num_classes: int = 10, in_chans: int = 1, **kwargs) -> LeNet5:
+        ...
+
+``params`` and ``macs`` are the figures at ``num_classes`` and ``input_size``;
+``tests/test_registry.py`` rebuilds every model and recomputes both, so no
+number kept here can drift from the code. MACs are multiply-accumulates of
+convolutions and matrix products as counted by ``torch.utils.flop_counter``
+(FLOPs / 2); element-wise work (activations, normalisation, pooling) is not
+counted, as in the papers' tables.
+
+The model contract, shared by every registered builder:
+
+* keyword-only ``num_classes`` and ``in_chans`` (and ``dropout`` where the
+  paper has dropout);
+* ``forward(x)`` returns one logits tensor ``(B, num_classes)``;
+* models with auxiliary heads (GoogLeNet) also expose
+  ``forward_train(x) -> (logits, [aux_logits, ...])``; the training module
+  calls it only while training, and inference never computes the extra heads;
+* ``forward_features`` / ``forward_head`` where the split is natural;
+* the loss never lives in the model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+import torch.nn as nn
+
+__all__ = [
+    "Paper",
+    "ModelInfo",
+    "register_model",
+    "create_model",
+    "list_models",
+    "model_info",
+    "UnknownModelError",
+]
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., nn.Module])
+
+
+@dataclass(frozen=True)
+class Paper:
+    """Bibliographic facts of the paper a model reproduces.
+
+    Args:
+        title: the paper's title.
+        authors: first author et al., as usually cited.
+        year: year of publication.
+        arxiv: arXiv identifier, if the paper has one.
+        venue: journal or conference, for papers without an arXiv id.
+    """
+
+    title: str
+    authors: str
+    year: int
+    arxiv: str | None = None
+    venue: str | None = None
+
+    def cite(self) -> str:
+        """Returns a one-line citation, e.g. ``He et al. 2015, "Deep ...", arXiv:1512.03385``."""
+        where = f"arXiv:{self.arxiv}" if self.arxiv else (self.venue or "")
+        return f'{self.authors} {self.year}, "{self.title}"' + (f", {where}" if where else "")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Metadata of one registered model.
+
+    Args:
+        name: the registered name.
+        builder: the function that builds it.
+        paper: the paper it reproduces.
+        input_size: default input ``(C, H, W)`` (or ``(C, L)`` for sequences).
+        num_classes: number of classes the reference figures are given for.
+        params: trainable parameter count at ``num_classes`` / ``input_size``.
+        macs: multiply-accumulates of one forward pass at ``input_size``.
+        family: the module (family) that defines it.
+        paper_results: figures reported by the paper for this exact network,
+            e.g. ``{"cifar10/top1_err": 8.75}``, for the report to compare against.
+        notes: one line on which variant this is.
+    """
+
+    name: str
+    builder: Callable[..., nn.Module]
+    paper: Paper
+    input_size: tuple[int, ...]
+    num_classes: int
+    params: int
+    macs: int
+    family: str
+    paper_results: dict[str, float] = field(default_factory=dict)
+    notes: str = ""
+
+
+class UnknownModelError(KeyError):
+    """Raised for a model name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable.
+        return str(self.args[0])
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(
+    name: str | None = None,
+    *,
+    paper: Paper,
+    input_size: tuple[int, ...],
+    num_classes: int,
+    params: int,
+    macs: int,
+    paper_results: dict[str, float] | None = None,
+    notes: str = "",
+) -> Callable[[F], F]:
+    """Registers a model builder under ``name`` (default: the function's name).
+
+    Args:
+        name: registered name; defaults to the decorated function's ``__name__``.
+        paper: the paper reproduced.
+        input_size: default input ``(C, H, W)``.
+        num_classes: class count at which ``params`` / ``macs`` are stated.
+        params: trainable parameters at that setting (tested).
+        macs: multiply-accumulates per image at ``input_size`` (tested).
+        paper_results: the paper's reported figures for this network.
+        notes: short description of the variant.
+
+    Returns:
+        A decorator that records the builder and returns it unchanged.
+
+    Raises:
+        ValueError: if the name is already registered.
+    """
+
+    def decorator(fn: F) -> F:
+        key = name or fn.__name__
+        if key in _REGISTRY:
+            other = _REGISTRY[key].builder
+            raise ValueError(
+                f"model name {key!r} is already registered by "
+                f"{other.__module__}.{other.__qualname__}; pick another name"
+            )
+        _REGISTRY[key] = ModelInfo(
+            name=key,
+            builder=fn,
+            paper=paper,
+            input_size=tuple(input_size),
+            num_classes=num_classes,
+            params=params,
+            macs=macs,
+            family=fn.__module__.rsplit(".", 1)[-1],
+            paper_results=dict(paper_results or {}),
+            notes=notes,
+        )
+        return fn
+
+    return decorator
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Returns the sorted registered names, optionally filtered by an fnmatch pattern.
+
+    Args:
+        pattern: shell-style pattern such as ``"resnet*"``; ``None`` lists all.
+
+    Returns:
+        Sorted list of model names.
+    """
+    names = sorted(_REGISTRY)
+    if pattern is None:
+        return names
+    return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+
+
+def _unknown(name: str) -> UnknownModelError:
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.6)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return UnknownModelError(
+        f"unknown model {name!r}.{hint} Registered models: {', '.join(list_models())}. "
+        f"Use zoo.list_models('pattern*') to search."
+    )
+
+
+def model_info(name: str) -> ModelInfo:
+    """Returns the metadata of a registered model.
+
+    Raises:
+        UnknownModelError: if ``name`` is not registered (the message suggests close names).
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise _unknown(name) from None
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    weights: str | None = None,
+    check_input_size: bool = True,
+    **kwargs: Any,
+) -> nn.Module:
+    """Builds a registered model.
+
+    Args:
+        name: registered name (see :func:`list_models`).
+        num_classes: output classes; the builder's default when ``None``.
+        in_chans: input channels; the builder's default when ``None``.
+        weights: ``"torchvision"`` loads torchvision's pretrained weights where
+            the architecture matches one of torchvision's (needs the internet
+            or torchvision's cache); ``None`` for random init.
+        check_input_size: install the input-size check that names the layer
+            where the spatial size drops below 1 (see :mod:`zoo.ops.shape`).
+        **kwargs: architecture options of the builder (``stem``, ``head``, ...).
+
+    Returns:
+        The model, in training mode.
+
+    Raises:
+        UnknownModelError: for an unknown name, with close matches.
+    """
+    info = model_info(name)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if in_chans is not None:
+        kwargs["in_chans"] = in_chans
+    model = info.builder(**kwargs)
+    if weights is not None:
+        from zoo.interop import load_torchvision_weights
+
+        load_torchvision_weights(model, name, weights)
+    if check_input_size:
+        from zoo.ops.shape import install_size_checks
+
+        install_size_checks(model, model_name=name)
+    return model
