@@ -1,0 +1,41 @@
+# Quick start:
+#   make train   # create .venv, install zoo, train LeNet-5 on the bundled digits
+#   make test    # create or reuse .venv, install zoo[dev], run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+# pytest workers: one per core by default.
+JOBS   ?= auto
+
+.PHONY: train test install install-dev report clean help
+
+help:
+	@echo "make train [ARGS='model=... data=...']  train (default: LeNet-5 on digits)"
+	@echo "make test                               run the test suite"
+	@echo "make clean                              remove .venv and run outputs"
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "zoo needs Python 3.10+, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+train: $(VENV)/.installed
+	$(BIN)/python train.py $(ARGS)
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -n $(JOBS) --durations=15 $(ARGS)
+
+clean:
+	rm -rf $(VENV) outputs multirun lightning_logs .pytest_cache

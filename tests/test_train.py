@@ -1,0 +1,239 @@
+"""The training pipeline: config composition, runs, results.json, resume, checkpoints, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+import zoo
+from zoo.training import CheckpointError, ClassificationModule, train
+from zoo.training.checkpoint import AtomicCheckpointIO
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+os.environ.setdefault("ZOO_ROOT", str(ROOT))
+
+
+def make_cfg(tmp_path: Path, overrides: list[str]) -> DictConfig:
+    """Composes configs/train.yaml as `python train.py <overrides>` would, writing into tmp_path."""
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+        cfg.paths.log_dir = str(tmp_path.parent)
+        cfg.trainer.accelerator = "cpu"
+        del cfg.hydra
+    return cfg
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+# ---------------------------------------------------------------------------- configs compose
+
+
+@pytest.mark.parametrize("group", ["model", "data", "optim", "sched", "trainer", "callbacks", "logger",
+                                   "debug", "experiment"])
+def test_every_config_composes_and_instantiates(group, tmp_path):
+    import hydra
+
+    opts = options(group)
+    assert opts, f"configs/{group} is empty"
+    for opt in opts:
+        cfg = make_cfg(tmp_path, [f"{group}={opt}"])
+        # Every group is instantiated, whichever option was picked: the whole run must be buildable.
+        if cfg.model.name in zoo.list_models():
+            info = zoo.model_info(cfg.model.name)
+            with torch.device("meta"):
+                model = hydra.utils.instantiate(cfg.model)
+            assert isinstance(model, nn.Module), (group, opt)
+            del info
+        dm = hydra.utils.instantiate(cfg.data)
+        assert dm.num_classes == cfg.model.num_classes, (group, opt)
+        params = [nn.Parameter(torch.zeros(2))]
+        opt_obj = hydra.utils.instantiate(cfg.optim)(params=params)
+        sched = hydra.utils.instantiate(cfg.sched)
+        if sched.scheduler is not None:
+            kw = {}
+            if "total_steps" in sched.scheduler.keywords and sched.scheduler.keywords["total_steps"] is None:
+                kw["total_steps"] = 10
+            if "T_max" in sched.scheduler.keywords and sched.scheduler.keywords["T_max"] is None:
+                kw["T_max"] = 10
+            sched.scheduler(optimizer=opt_obj, **kw)
+        for c in (cfg.callbacks or {}).values():
+            if c is not None and "_target_" in c:
+                hydra.utils.instantiate(c)
+        for lg in (cfg.logger or {}).values():
+            if lg is not None and "_target_" in lg:
+                hydra.utils.instantiate(lg)
+        hydra.utils.instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+
+
+def test_seed_zero_is_a_real_seed(tmp_path):
+    import hydra
+
+    def weights(seed: int | None) -> torch.Tensor:
+        cfg = make_cfg(tmp_path, [f"seed={seed if seed is not None else 'null'}"])
+        if cfg.get("seed") is not None:
+            import pytorch_lightning as pl
+
+            pl.seed_everything(cfg.seed)
+        return torch.cat([p.flatten() for p in hydra.utils.instantiate(cfg.model).parameters()])
+
+    assert torch.equal(weights(0), weights(0))
+    assert not torch.equal(weights(0), weights(1))
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+def test_fast_dev_run_on_digits_writes_results(tmp_path):
+    cfg = make_cfg(tmp_path, ["debug=fdr"])
+    res = train(cfg)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["model"] == "lenet5" and saved["params"] == 60_000
+    for key in ("model", "data", "params", "epochs", "seed", "test/acc", "test/loss", "val/acc_best",
+                "train_seconds", "config", "git_commit", "versions", "hardware", "command"):
+        assert key in saved, key
+    assert saved["seed"] == 0
+    assert 0.0 <= saved["test/acc"] <= 1.0 and saved["test/loss"] > 0
+    assert saved["config"]["model"]["name"] == "lenet5"
+    assert saved["versions"]["torch"] == torch.__version__
+    assert res["test/acc"] == saved["test/acc"]
+
+
+def test_short_run_learns_checkpoints_and_logs(tmp_path):
+    """Three epochs of LeNet-5 on digits: accuracy far above chance, best + last checkpoints, CSV log."""
+    cfg = make_cfg(tmp_path, ["trainer.max_epochs=3", "optim.lr=2e-3"])
+    res = train(cfg)
+    assert res["epochs"] == 3
+    assert res["test/acc"] > 0.6, res["test/acc"]
+    assert res["val/acc_best"] >= res["test/acc"] - 0.2
+    ckpts = {p.name for p in (tmp_path / "checkpoints").iterdir()}
+    assert "last.ckpt" in ckpts and any(n.startswith("best-") for n in ckpts), ckpts
+    assert not any(n.endswith(".tmp") for n in ckpts)
+    metrics = (tmp_path / "csv" / "metrics.csv").read_text()
+    assert "val/acc" in metrics and "train/loss_epoch" in metrics
+    losses = [float(r.split(",")[i]) for r in metrics.splitlines()[1:]
+              for i, h in enumerate(metrics.splitlines()[0].split(",")) if h == "train/loss_epoch"
+              and r.split(",")[i]]
+    assert losses[-1] < losses[0], losses
+
+
+def test_resume_from_last_checkpoint(tmp_path):
+    first = tmp_path / "first"
+    r1 = train(make_cfg(first, ["trainer.max_epochs=1"]))
+    last = first / "checkpoints" / "last.ckpt"
+    assert last.is_file() and r1["epochs"] == 1
+    # Resume by path into another run directory: training continues from epoch 1 to 2.
+    r2 = train(make_cfg(tmp_path / "second", ["trainer.max_epochs=2", f"ckpt_path={last}"]))
+    assert r2["epochs"] == 2 and r2["resumed_from"] == str(last)
+    assert r2["global_steps"] == 2 * r1["global_steps"]
+    # `ckpt_path=last` in the same run directory finds its own last.ckpt.
+    r3 = train(make_cfg(tmp_path / "second", ["trainer.max_epochs=3", "ckpt_path=last"]))
+    assert r3["epochs"] == 3 and r3["resumed_from"].endswith("second/checkpoints/last.ckpt")
+
+
+def test_corrupt_checkpoint_gives_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"\x80\x04 this is not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"bad\.ckpt .* unreadable.*truncated"):
+        train(make_cfg(tmp_path / "run", ["trainer.max_epochs=1", f"ckpt_path={bad}"]))
+    with pytest.raises(CheckpointError, match="no such file"):
+        train(make_cfg(tmp_path / "run", [f"ckpt_path={tmp_path / 'missing.ckpt'}"]))
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)
+
+    def crash(obj, f, *a, **k):
+        f.write(b"partial bytes")
+        raise KeyboardInterrupt("killed while saving")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
+    monkeypatch.undo()
+    assert torch.equal(io.load_checkpoint(path)["state_dict"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_input_too_small_is_reported_before_training(tmp_path):
+    cfg = make_cfg(tmp_path, ["data.image_size=28"])
+    with pytest.raises(zoo.InputTooSmallError, match=r"lenet5.*layer '.*'.*\(n \+ 2p - d\(f-1\) - 1\)/s \+ 1"):
+        train(cfg)
+
+
+# ---------------------------------------------------------------------------- the LightningModule
+
+
+class _TwoHeads(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.main, self.aux = nn.Linear(4, 3), nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x)
+
+    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return self.main(x), [self.aux(x)]
+
+
+def test_aux_loss_and_label_smoothing():
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    model = _TwoHeads()
+    m = ClassificationModule(model, optimizer=torch.optim.SGD, num_classes=3, aux_weight=0.3,
+                             label_smoothing=0.1)
+    m.log = lambda *a, **k: None  # no trainer attached
+    loss = m.training_step((x, y), 0)
+    ce = nn.functional.cross_entropy
+    want = ce(model.main(x), y, label_smoothing=0.1) + 0.3 * ce(model.aux(x), y, label_smoothing=0.1)
+    assert torch.allclose(loss, want)
+    m0 = ClassificationModule(model, optimizer=torch.optim.SGD, num_classes=3, aux_weight=0.0)
+    m0.log = lambda *a, **k: None
+    assert torch.allclose(m0.training_step((x, y), 0), ce(model.main(x), y))
+
+
+def test_ten_crop_batches_average_logits():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
+    m = ClassificationModule(model, optimizer=torch.optim.SGD, num_classes=5)
+    x = torch.randn(2, 10, 3, 4, 4)  # (B, crops, C, H, W)
+    assert torch.allclose(m(x), torch.stack([model(x[i]).mean(0) for i in range(2)]))
+
+
+def test_warmup_chains_with_the_main_schedule(tmp_path):
+    """ResNet-110 style: lr x0.1 for the first steps, then the multistep schedule by epoch."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from functools import partial
+
+    lrs: list[float] = []
+
+    class Rec(pl.Callback):
+        def on_train_batch_start(self, trainer, *a):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    sched = {"scheduler": partial(torch.optim.lr_scheduler.MultiStepLR, milestones=[2], gamma=0.1),
+             "interval": "epoch", "warmup_steps": 3, "warmup_factor": 0.1, "warmup_mode": "constant"}
+    m = ClassificationModule(model, optimizer=partial(torch.optim.SGD, lr=0.1), scheduler=sched, num_classes=3)
+    data = DataLoader(TensorDataset(torch.randn(20, 4), torch.randint(0, 3, (20,))), batch_size=4)
+    pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+               enable_progress_bar=False, enable_model_summary=False, callbacks=[Rec()],
+               default_root_dir=tmp_path).fit(m, data)
+    want = [0.01] * 3 + [0.1] * 7 + [0.01] * 5
+    assert lrs == pytest.approx(want), lrs
