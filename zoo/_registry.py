@@ -239,6 +239,10 @@ def create_model(
         kwargs["num_classes"] = num_classes
     if in_chans is not None:
         kwargs["in_chans"] = in_chans
+    if weights is not None:  # the options that make the model match torchvision's pretrained one
+        from zoo.interop import torchvision_builder_kwargs
+
+        kwargs = {**torchvision_builder_kwargs(name), **kwargs}
     model = info.builder(**kwargs)
     if weights is not None:
         from zoo.interop import load_torchvision_weights

@@ -20,7 +20,8 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.nn as nn
 
-__all__ = ["register_torchvision", "from_torchvision", "load_torchvision_weights", "torchvision_pairs"]
+__all__ = ["register_torchvision", "from_torchvision", "load_torchvision_weights", "torchvision_pairs",
+           "torchvision_builder_kwargs"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,11 @@ def register_torchvision(zoo_name: str, tv_name: str, remap: Remap | None = None
 def torchvision_pairs() -> dict[str, str]:
     """Returns ``{zoo name: torchvision name}`` for every model that can load torchvision weights."""
     return {k: v.tv_name for k, v in sorted(_PAIRS.items())}
+
+
+def torchvision_builder_kwargs(name: str) -> dict[str, Any]:
+    """Returns the builder options zoo model ``name`` needs to match its torchvision pair."""
+    return dict(_pair(name).builder_kwargs)
 
 
 def _pair(name: str) -> _Pair:

@@ -1,0 +1,528 @@
+"""Datamodule base classes, the in-memory image dataset and the data errors.
+
+:class:`ImageDataModule` holds what every datamodule shares: the common
+arguments (``root``, ``download``, ``batch_size``, ``num_workers``,
+``image_size``, ``val_size``, ``split_seed``, ``augment``, ...), the
+properties the training code reads (``num_classes``, ``in_chans``, ``mean``,
+``std``, ``image_size``, ``input_size``, ``small_input``), the validation of
+the ``num_classes`` / ``in_chans`` / ``small_input`` keywords that configs
+pass for interpolation, and the dataloaders.
+
+:class:`InMemoryDataModule` is the base of the small datasets (digits, MNIST,
+CIFAR, SVHN). Once loaded, their images are one uint8 tensor ``(N, C, H, W)``
+at ``image_size``:
+
+* training batches are fetched with one tensor index and augmented as a
+  batch (``none``, ``flip``, ``pad_crop``, ``pad_crop_flip``), or image by
+  image with the tensor recipe of :mod:`zoo.data.transforms` (never PIL);
+* validation and test sets are normalised once, at setup, into float tensors,
+  so evaluation is a plain tensor index.
+
+The validation split is carved from the training set by
+:func:`split_indices`, a permutation drawn from ``numpy.random.RandomState(
+split_seed)`` (whose stream NumPy keeps fixed across versions), independent of
+the run seed; the test set is only ever used for the final test.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from zoo.data.transforms import (
+    AUGMENTATIONS,
+    BATCHED_AUGMENTATIONS,
+    Normalize,
+    TransformSpec,
+    build_train_transform,
+    lookup_recipe,
+)
+
+__all__ = [
+    "DatasetNotFoundError",
+    "ImageDataModule",
+    "InMemoryDataModule",
+    "TensorImageDataset",
+    "collate",
+    "default_data_root",
+    "split_indices",
+]
+
+log = logging.getLogger(__name__)
+
+ENV_VAR = "ZOO_DATA"
+
+
+def default_data_root() -> Path:
+    """The data folder used when ``root`` is not given: ``$ZOO_DATA``, else ``./data``."""
+    return Path(os.environ.get(ENV_VAR) or "data")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are not on disk and could not be downloaded.
+
+    The message names the folder that was looked in, the files expected there,
+    the ones missing, and either the download error or how to make the data
+    available (``download=true``, ``data.root=...`` or ``$ZOO_DATA``).
+
+    Args:
+        dataset: dataset name for the message.
+        folder: the folder looked in.
+        expected: file names expected in it.
+        missing: the expected files that are absent (default: all).
+        download_error: the exception of a failed download.
+        download: whether downloading was enabled.
+        detail: one more line of explanation.
+        downloadable: False for data that cannot be fetched (image folders).
+        subdir: the folder's path relative to ``data.root`` (e.g. ``MNIST/raw``).
+
+    Attributes:
+        folder: the folder looked in.
+        expected: file names expected in it.
+        missing: the expected files that are not there.
+        download_error: the exception raised by the download, if one was tried.
+    """
+
+    def __init__(
+        self,
+        dataset: str,
+        folder: Path | str,
+        expected: Sequence[str],
+        missing: Sequence[str] | None = None,
+        download_error: BaseException | None = None,
+        download: bool = False,
+        detail: str | None = None,
+        downloadable: bool = True,
+        subdir: str | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.folder = Path(folder)
+        self.expected = list(expected)
+        self.missing = list(self.expected if missing is None else missing)
+        self.download_error = download_error
+        if self.missing or download_error is not None:
+            lines = [f"{dataset} dataset not found in {self.folder}"]
+        else:
+            lines = [f"{dataset} dataset in {self.folder} could not be loaded"]
+        lines.append(f"  expected files: {', '.join(self.expected)}")
+        if self.missing:
+            lines.append(f"  missing: {', '.join(self.missing)}")
+        if detail:
+            lines.append(f"  {detail}")
+        target = f"a folder containing {subdir}/" if subdir and subdir != "." else "the folder that holds it"
+        where = f"point data.root (or the {ENV_VAR} environment variable) at {target}"
+        if download_error is not None:
+            err = str(download_error).strip().replace("\n", "\n    ")
+            lines.append(f"  download failed ({type(download_error).__name__}): {err}")
+            lines.append(f"  Retry where the internet is reachable, or {where}.")
+        elif not self.missing:
+            lines.append(f"  Replace the files with an intact copy, or {where}.")
+        elif not downloadable:
+            lines.append(f"  {dataset} cannot be downloaded: put the files there, or {where}.")
+        elif not download:
+            lines.append(
+                "  download=False, so nothing was fetched: set data.download=true to fetch it "
+                f"(needs internet), or {where}."
+            )
+        else:
+            lines.append(f"  {where[0].upper()}{where[1:]}.")
+        super().__init__("\n".join(lines))
+
+    def __str__(self) -> str:  # OSError would format (errno, strerror); keep the message.
+        return str(self.args[0])
+
+
+def split_indices(n: int, val_size: int | float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Splits ``range(n)`` into sorted train and validation indices.
+
+    Args:
+        n: number of samples.
+        val_size: validation samples, as a count (int) or a fraction in (0, 1).
+        seed: seed of the permutation (``numpy.random.RandomState``).
+
+    Returns:
+        ``(train_idx, val_idx)``, disjoint, sorted, covering ``range(n)``.
+
+    Raises:
+        ValueError: if the validation split would be empty or take every sample.
+    """
+    k = _count(val_size, n, "val_size")
+    perm = np.random.RandomState(seed).permutation(n)
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def _count(size: int | float, n: int, what: str) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, float)):
+        raise ValueError(f"{what} must be a count or a fraction, got {size!r}")
+    if isinstance(size, float) and not size.is_integer():
+        if not 0.0 < size < 1.0:
+            raise ValueError(f"{what} as a fraction must be in (0, 1), got {size}")
+        k = max(1, int(round(size * n)))
+    else:
+        k = int(size)
+    if not 0 < k < n:
+        raise ValueError(f"{what}={size} leaves no samples on one side: the set has {n} samples")
+    return k
+
+
+class _Batch(tuple):
+    """A ready-made ``(images, targets)`` batch returned by ``TensorImageDataset.__getitems__``."""
+
+
+def collate(batch: Any) -> Any:
+    """``default_collate``, passing through batches that ``TensorImageDataset`` made whole."""
+    if isinstance(batch, _Batch):
+        return tuple(batch)
+    return default_collate(batch)
+
+
+class TensorImageDataset(Dataset):
+    """Images and labels held as tensors.
+
+    A ``DataLoader`` (with :func:`collate`) fetches a whole batch with one
+    tensor index through ``__getitems__``; ``batch_transform`` then augments
+    the batch at once, else ``transform`` runs per image.
+
+    Args:
+        images: ``(N, C, H, W)`` tensor (uint8, or float when pre-normalised).
+        targets: ``(N,)`` int64 labels.
+        transform: applied to each image ``(C, H, W)`` on access, or ``None``.
+        batch_transform: applied to a batch ``(B, C, H, W)``; preferred over
+            ``transform`` when fetching batches.
+    """
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor, transform: Any = None,
+                 batch_transform: Any = None) -> None:
+        if images.ndim != 4 or images.shape[0] != targets.shape[0]:
+            raise ValueError(f"need images (N, C, H, W) and targets (N,), got {tuple(images.shape)}, "
+                             f"{tuple(targets.shape)}")
+        self.images = images
+        self.targets = targets.to(torch.int64)
+        self.transform = transform
+        self.batch_transform = batch_transform
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.images[index]  # (C, H, W)
+        if self.batch_transform is not None:
+            x = self.batch_transform(x[None])[0]
+        elif self.transform is not None:
+            x = self.transform(x)
+        return x, self.targets[index]
+
+    def __getitems__(self, indices: list[int]) -> _Batch:
+        idx = torch.as_tensor(indices, dtype=torch.int64)
+        x = self.images[idx]  # (B, C, H, W)
+        if self.batch_transform is not None:
+            x = self.batch_transform(x)
+        elif self.transform is not None:
+            x = torch.stack([self.transform(img) for img in x])
+        return _Batch((x, self.targets[idx]))
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Common arguments, properties and dataloaders of the image datamodules.
+
+    Args:
+        root: data folder; ``None`` means ``$ZOO_DATA`` or ``./data``.
+        download: fetch the dataset if its files are missing (needs internet).
+        batch_size: training batch size.
+        num_workers: dataloader worker processes.
+        image_size: side of the square input; ``None`` keeps the dataset's size.
+        val_size: validation images carved from the training set (count or fraction).
+        split_seed: seed of that carve; fixed, independent of the run seed.
+        augment: training recipe name, see :mod:`zoo.data.transforms`.
+        augment_kwargs: options of the recipe (e.g. ``{"padding": 2}``).
+        eval_batch_size: batch size of validation/test; defaults to ``batch_size``.
+        pin_memory: pin host memory in the dataloaders (for GPU training).
+        persistent_workers: keep workers alive between epochs (when ``num_workers > 0``).
+        drop_last: drop the last incomplete training batch.
+        num_classes: expected class count (from the config); checked against the dataset.
+        in_chans: expected channel count (from the config); checked against the dataset.
+        small_input: whether models should use their small-input layout; defaults to
+            ``image_size <= 32``. Carried for ``${data.small_input}`` in model configs.
+    """
+
+    #: registered name, e.g. ``"mnist"``.
+    name: ClassVar[str] = ""
+    #: class count of the dataset (``None``: known only from the files).
+    NUM_CLASSES: ClassVar[int | None] = None
+    #: channels of the stored images.
+    IN_CHANS: ClassVar[int] = 3
+    #: side of the stored images (``None``: varies).
+    NATIVE_SIZE: ClassVar[int | None] = None
+    #: key into :data:`zoo.data.stats.DATASET_STATS`.
+    STATS_KEY: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        download: bool = False,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        *,
+        image_size: int | None = None,
+        val_size: int | float = 5000,
+        split_seed: int = 0,
+        augment: str = "none",
+        augment_kwargs: dict[str, Any] | None = None,
+        eval_batch_size: int | None = None,
+        pin_memory: bool = False,
+        persistent_workers: bool = True,
+        drop_last: bool = False,
+        num_classes: int | None = None,
+        in_chans: int | None = None,
+        small_input: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root) if root is not None else default_data_root()
+        self.download = bool(download)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.num_workers = int(num_workers)
+        self.pin_memory = bool(pin_memory)
+        self.persistent_workers = bool(persistent_workers)
+        self.drop_last = bool(drop_last)
+        self.val_size = val_size
+        self.split_seed = int(split_seed)
+        lookup_recipe(AUGMENTATIONS, augment, "augmentation recipe")  # fail early on a typo
+        self.augment = augment
+        self.augment_kwargs = dict(augment_kwargs or {})
+
+        self._image_size = int(image_size or self.NATIVE_SIZE or 224)
+        if self._image_size < 1:
+            raise ValueError(f"image_size must be >= 1, got {image_size}")
+        self._num_classes = self._check_keyword("num_classes", num_classes, self.NUM_CLASSES)
+        self._in_chans = self._check_keyword("in_chans", in_chans, self.IN_CHANS)
+        if small_input is not None and not isinstance(small_input, bool):
+            raise ValueError(f"small_input must be true or false, got {small_input!r}")
+        self._small_input = small_input if small_input is not None else self._image_size <= 32
+        self.classes: list[str] | None = None
+
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    # ------------------------------------------------------------------ keywords
+
+    def _check_keyword(self, key: str, given: int | None, actual: int | None) -> int | None:
+        if given is None:
+            return actual
+        if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+            raise ValueError(f"{key} must be a positive integer, got {given!r}")
+        if actual is not None and given != actual:
+            raise ValueError(
+                f"{self.name} has {key}={actual}, but {key}={given} was requested "
+                f"(data.{key} in the config); leave it at {actual}"
+            )
+        return given
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        if self._num_classes is None:
+            raise RuntimeError(f"{self.name}: num_classes is known after setup(); or pass num_classes=")
+        return self._num_classes
+
+    @property
+    def in_chans(self) -> int:
+        """Channels of the images the network receives."""
+        return self._in_chans
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square images the network receives."""
+        return self._image_size
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one input image."""
+        return (self.in_chans, self.image_size, self.image_size)
+
+    @property
+    def small_input(self) -> bool:
+        """Whether models should use their small-input (28/32 px) layout."""
+        return self._small_input
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """Per-channel mean used for normalisation (``[0, 1]`` scale)."""
+        return self._stats()[0]
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        """Per-channel standard deviation used for normalisation."""
+        return self._stats()[1]
+
+    def _stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        from zoo.data.stats import DATASET_STATS
+
+        return DATASET_STATS[self.STATS_KEY]
+
+    def transform_spec(self) -> TransformSpec:
+        """The :class:`TransformSpec` the recipes of this datamodule are built from."""
+        return TransformSpec(
+            image_size=self.image_size, mean=self.mean, std=self.std, options=self.augment_kwargs
+        )
+
+    def train_transform(self) -> Any:
+        """The training transform (recipe ``augment``)."""
+        return build_train_transform(self.augment, self.transform_spec())
+
+    # ------------------------------------------------------------------ loaders
+
+    def _loader(self, dataset: Dataset | None, *, train: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(f"{self.name}: call setup() before asking for dataloaders")
+        workers = self.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=self.drop_last if train else False,
+            num_workers=workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and workers > 0,
+            collate_fn=collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, train=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, image_size={self.image_size}, "
+            f"in_chans={self.in_chans}, num_classes={self._num_classes}, augment={self.augment!r})"
+        )
+
+
+class InMemoryDataModule(ImageDataModule):
+    """Base of the datasets that live in memory as uint8 tensors.
+
+    Subclasses implement :meth:`_load` returning ``(images, targets)`` for the
+    training or the test split: images ``(N, C, h, w)`` uint8 at the native
+    size, targets ``(N,)`` int64. This class brings them to ``image_size``
+    (:meth:`_to_size`), carves the validation split and builds the datasets.
+
+    Args:
+        resize_mode: how images are brought to ``image_size`` when it differs
+            from the native size: ``"pad"`` (zero-pad equally on all sides;
+            needs ``image_size >= native``; the normalisation statistics are
+            adjusted exactly, see :func:`zoo.data.stats.padded_stats`) or
+            ``"resize"`` (bilinear, antialiased; statistics kept as at the
+            native size, an approximation).
+        **kwargs: see :class:`ImageDataModule`.
+    """
+
+    def __init__(self, *args: Any, resize_mode: str = "pad", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if resize_mode not in ("pad", "resize"):
+            raise ValueError(f"resize_mode must be 'pad' or 'resize', got {resize_mode!r}")
+        native = self.NATIVE_SIZE
+        if resize_mode == "pad" and native is not None and self.image_size < native:
+            raise ValueError(
+                f"{self.name}: image_size={self.image_size} is smaller than the native {native} px, "
+                "which padding cannot give; use resize_mode='resize'"
+            )
+        self.resize_mode = resize_mode
+        #: positions of the train / val images within the training file, set by setup().
+        self.split_positions: dict[str, np.ndarray] = {}
+
+    # -- subclass interface ------------------------------------------------------
+
+    def _load(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns ``(images uint8 (N, C, h, w), targets int64 (N,))`` of one split."""
+        raise NotImplementedError
+
+    def batch_train_transform(self) -> Any:
+        """The batched version of the training recipe, or ``None`` if it has none."""
+        builder = BATCHED_AUGMENTATIONS.get(self.augment)
+        return builder(self.transform_spec()) if builder is not None else None
+
+    def _ensure_files(self) -> None:
+        """Downloads the files if allowed and needed; raises DatasetNotFoundError otherwise."""
+
+    # -- pipeline ----------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        """Downloads the dataset when ``download=True`` and its files are missing."""
+        self._ensure_files()
+
+    def _stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        from zoo.data.stats import padded_stats
+
+        stats = super()._stats()
+        native = self.NATIVE_SIZE
+        if self.resize_mode == "pad" and native is not None and self.image_size > native:
+            return padded_stats(stats, native, self.image_size)
+        return stats
+
+    def _to_size(self, images: torch.Tensor) -> torch.Tensor:
+        """Brings uint8 images ``(N, C, h, w)`` to ``(N, C, image_size, image_size)``."""
+        h, w = images.shape[-2:]
+        size = self.image_size
+        if (h, w) == (size, size):
+            return images.contiguous()
+        if self.resize_mode == "pad" and h <= size and w <= size:
+            top, left = (size - h) // 2, (size - w) // 2
+            return torch.nn.functional.pad(images, (left, size - w - left, top, size - h - top))
+        out = []
+        for chunk in images.split(4096):  # bounded float memory
+            x = torch.nn.functional.interpolate(
+                chunk.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True
+            )
+            out.append(x.round_().clamp_(0, 255).to(torch.uint8))
+        return torch.cat(out)
+
+    def _normalised(self, images: torch.Tensor) -> torch.Tensor:
+        norm = Normalize(self.mean, self.std)
+        return torch.cat([norm(chunk) for chunk in images.split(4096)]) if len(images) else images.float()
+
+    def _check_loaded(self, images: torch.Tensor, targets: torch.Tensor) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != self.IN_CHANS:
+            raise RuntimeError(f"{self.name}: loader returned {images.dtype} {tuple(images.shape)}")
+        if len(targets) and (int(targets.min()) < 0 or int(targets.max()) >= self.num_classes):
+            raise RuntimeError(
+                f"{self.name}: labels span {int(targets.min())}..{int(targets.max())}, "
+                f"outside 0..{self.num_classes - 1}"
+            )
+
+    def setup(self, stage: str | None = None) -> None:
+        """Loads the splits a stage needs (``fit``/``validate``: train + val; ``test``: test)."""
+        if stage in (None, "fit", "validate") and self.val_set is None:
+            self._ensure_files()
+            images, targets = self._load(train=True)
+            self._check_loaded(images, targets)
+            images = self._to_size(images)
+            train_idx, val_idx = split_indices(len(images), self.val_size, self.split_seed)
+            self.split_positions = {"train": train_idx, "val": val_idx}
+            t_idx, v_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+            self.train_set = TensorImageDataset(images[t_idx], targets[t_idx], self.train_transform(),
+                                                self.batch_train_transform())
+            self.val_set = TensorImageDataset(self._normalised(images[v_idx]), targets[v_idx])
+            log.info("%s: %d train / %d val images at %s", self.name, len(t_idx), len(v_idx), self.input_size)
+        if stage in (None, "test") and self.test_set is None:
+            self._ensure_files()
+            images, targets = self._load(train=False)
+            self._check_loaded(images, targets)
+            self.test_set = TensorImageDataset(self._normalised(self._to_size(images)), targets)
+            log.info("%s: %d test images", self.name, len(targets))

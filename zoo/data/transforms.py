@@ -1,0 +1,453 @@
+"""Named augmentation recipes and evaluation crops, in one place.
+
+A *recipe* turns one uint8 image tensor ``(C, H, W)`` into a normalised float
+tensor ready for the network. Every datamodule picks its training recipe by
+name (``augment=...`` in ``configs/data/*.yaml``) and its evaluation crop by
+name (``test_crop=...`` where the datamodule offers it)::
+
+    augment=none               # no augmentation
+    augment=pad_crop_flip      # CIFAR recipe of He et al. 2015
+
+Recipes are plain functions ``(spec: TransformSpec) -> transform`` kept in
+:data:`AUGMENTATIONS` (register more with :func:`register_augmentation`);
+evaluation crops live in :data:`EVAL_CROPS`. Both work on tensors
+(``torchvision.transforms.v2``), never PIL images.
+
+Two kinds of source images reach them, described by :class:`TransformSpec`:
+
+* in-memory datasets (digits, MNIST, CIFAR, SVHN) hold images already at
+  ``image_size``; ``spec.resize_size`` is ``None``;
+* streamed datasets (image folders) hold full-size photos; the "fit" step
+  resizes the shorter side to ``spec.resize_size`` and centre-crops
+  ``image_size``, as the usual ImageNet evaluation does.
+
+Training recipes:
+
+======================  ======================================================
+``none``                fit, normalise.
+``flip``                fit, horizontal flip (p=0.5).
+``pad_crop``            fit, zero-pad ``padding`` px (default 4) on each side,
+                        random ``image_size`` crop. No flip: for digits, whose
+                        mirror images are not digits.
+``pad_crop_flip``       ``pad_crop`` + horizontal flip: the CIFAR recipe of
+                        He et al. 2015 (Sec. 4.2), 4-px pad, 32x32 crop; the
+                        test image is the original.
+``random_resized_crop`` crop of 8%-100% of the area with aspect ratio in
+                        [3/4, 4/3], resized to ``image_size``, flip
+                        (Szegedy et al. 2014, Sec. 6; torchvision's ImageNet
+                        reference recipe).
+``alexnet``             shorter side to ``resize_size`` (256), centre
+                        ``resize_size`` square, random ``image_size`` crop,
+                        flip, PCA lighting with sigma 0.1
+                        (Krizhevsky et al. 2012, Sec. 4.1).
+``vgg_scale_jitter``    shorter side to S drawn uniformly from
+                        [``min_size``, ``max_size``] (256, 512 at 224 px),
+                        random ``image_size`` crop, flip, PCA lighting
+                        (Simonyan & Zisserman 2014, Sec. 3.1).
+======================  ======================================================
+
+Options of a recipe come from the datamodule's ``augment_kwargs``
+(``padding``, ``scale``, ``ratio``, ``lighting_std``, ``min_size``,
+``max_size``). Relative sizes scale with ``image_size`` (x 256/224).
+
+In-memory datasets run ``none``, ``flip``, ``pad_crop`` and ``pad_crop_flip``
+on a whole batch at once (:data:`BATCHED_AUGMENTATIONS`,
+:class:`BatchPadCropFlip`): the same distribution as the per-sample recipe
+(each image gets its own crop offset and flip), without a Python call per
+image. The other recipes run per sample.
+
+Evaluation crops: ``center`` (fit, normalise) and ``ten_crop`` (shorter side
+to ``resize_size``, its central square, then the four corners and the centre
+of that square, each with its mirror image, stacked to
+``(10, C, H, W)``; the LightningModule averages the logits over the crops, as
+Krizhevsky et al. 2012 and Simonyan & Zisserman 2014 evaluate).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torchvision.transforms import v2
+
+from zoo.data.stats import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
+
+__all__ = [
+    "TransformSpec",
+    "AUGMENTATIONS",
+    "EVAL_CROPS",
+    "BATCHED_AUGMENTATIONS",
+    "BatchPadCropFlip",
+    "register_augmentation",
+    "list_augmentations",
+    "build_train_transform",
+    "build_eval_transform",
+    "lookup_recipe",
+    "ToFloat",
+    "Normalize",
+    "PCALighting",
+    "StackCrops",
+    "UnknownRecipeError",
+]
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+RecipeBuilder = Callable[["TransformSpec"], Transform]
+
+
+@dataclass(frozen=True)
+class TransformSpec:
+    """What a recipe needs to know about the data.
+
+    Args:
+        image_size: side of the square image the network sees.
+        mean: per-channel mean used to normalise (``[0, 1]`` scale).
+        std: per-channel std used to normalise.
+        resize_size: shorter side an image is resized to before the centre crop
+            (streamed datasets), or ``None`` when images are stored at
+            ``image_size`` already (in-memory datasets).
+        interpolation: resampling mode for resizes.
+        options: recipe options (the datamodule's ``augment_kwargs``).
+    """
+
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resize_size: int | None = None
+    interpolation: v2.InterpolationMode = v2.InterpolationMode.BILINEAR
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def scaled(self, pixels: int) -> int:
+        """Scales a length given for 224-px images (e.g. 256) to ``image_size``."""
+        return int(round(pixels * self.image_size / 224))
+
+
+class ToFloat:
+    """uint8 ``[0, 255]`` -> float32 ``[0, 1]``; float input passes unchanged."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            return x.to(torch.float32).div_(255.0)
+        return x.to(torch.float32)
+
+    def __repr__(self) -> str:
+        return "ToFloat()"
+
+
+class Normalize:
+    """``(x - mean) / std`` per channel on ``(..., C, H, W)``; uint8 input is first scaled to [0, 1].
+
+    Plain tensor arithmetic (about 5x cheaper per small image than
+    ``v2.ToDtype`` + ``v2.Normalize``), also used to pre-normalise whole
+    evaluation sets at once.
+    """
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self._mean = torch.tensor(self.mean).view(-1, 1, 1)  # (C, 1, 1)
+        self._inv_std = 1.0 / torch.tensor(self.std).view(-1, 1, 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.to(torch.float32).div_(255.0)
+        else:
+            x = x.to(torch.float32, copy=True)
+        return x.sub_(self._mean).mul_(self._inv_std)
+
+    def __repr__(self) -> str:
+        return f"Normalize(mean={self.mean}, std={self.std})"
+
+
+class PCALighting:
+    """AlexNet's colour augmentation (Krizhevsky et al. 2012, Sec. 4.1).
+
+    Adds ``eigvec @ (alpha * eigval)`` to every pixel of a float RGB image on
+    the ``[0, 1]`` scale, with ``alpha ~ N(0, std^2)`` drawn once per image.
+    Defaults: sigma 0.1 and ImageNet's RGB principal components
+    (:data:`zoo.data.stats.IMAGENET_PCA_EIGVAL` / ``_EIGVEC``).
+
+    Args:
+        std: standard deviation of the random coefficients alpha.
+        eigval: the 3 eigenvalues.
+        eigvec: 3x3 matrix whose columns are the eigenvectors (rows R, G, B).
+    """
+
+    def __init__(
+        self,
+        std: float = 0.1,
+        eigval: tuple[float, ...] = IMAGENET_PCA_EIGVAL,
+        eigvec: tuple[tuple[float, ...], ...] = IMAGENET_PCA_EIGVEC,
+    ) -> None:
+        self.std = float(std)
+        self.eigval = torch.tensor(eigval, dtype=torch.float32)  # (3,)
+        self.eigvec = torch.tensor(eigvec, dtype=torch.float32)  # (3, 3)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-3] != 3:
+            raise ValueError(f"PCALighting needs RGB images (C=3), got shape {tuple(x.shape)}")
+        if self.std == 0:
+            return x
+        alpha = torch.randn(3) * self.std  # (3,)
+        rgb = self.eigvec @ (alpha * self.eigval)  # (3,)
+        return x + rgb.view(3, 1, 1)
+
+    def __repr__(self) -> str:
+        return f"PCALighting(std={self.std})"
+
+
+class StackCrops:
+    """Stacks the tuple of crops from ``v2.TenCrop`` into one ``(ncrops, C, H, W)`` tensor."""
+
+    def __call__(self, crops: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return torch.stack(list(crops))
+
+    def __repr__(self) -> str:
+        return "StackCrops()"
+
+
+class UnknownRecipeError(KeyError):
+    """Raised for an augmentation recipe or evaluation crop that does not exist."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+AUGMENTATIONS: dict[str, RecipeBuilder] = {}
+EVAL_CROPS: dict[str, RecipeBuilder] = {}
+#: recipes with a batched version for images already at ``image_size``:
+#: name -> builder ``(spec) -> transform of a uint8 batch (B, C, H, W)``.
+BATCHED_AUGMENTATIONS: dict[str, RecipeBuilder] = {}
+
+
+def register_augmentation(name: str) -> Callable[[RecipeBuilder], RecipeBuilder]:
+    """Registers a training recipe builder ``(spec) -> transform`` under ``name``."""
+
+    def decorator(fn: RecipeBuilder) -> RecipeBuilder:
+        if name in AUGMENTATIONS:
+            raise ValueError(f"augmentation recipe {name!r} is already registered")
+        AUGMENTATIONS[name] = fn
+        return fn
+
+    return decorator
+
+
+def list_augmentations() -> list[str]:
+    """Returns the sorted names of the training recipes."""
+    return sorted(AUGMENTATIONS)
+
+
+def lookup_recipe(table: dict[str, RecipeBuilder], name: str, what: str) -> RecipeBuilder:
+    """Returns ``table[name]``, or raises :class:`UnknownRecipeError` naming close matches and all names."""
+    if name in table:
+        return table[name]
+    close = difflib.get_close_matches(str(name), list(table), n=3, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise UnknownRecipeError(f"unknown {what} {name!r}.{hint} Available: {', '.join(sorted(table))}.")
+
+
+def build_train_transform(name: str, spec: TransformSpec) -> Transform:
+    """Builds the training transform of recipe ``name``.
+
+    Raises:
+        UnknownRecipeError: for a name not in :data:`AUGMENTATIONS` (lists them).
+    """
+    return lookup_recipe(AUGMENTATIONS, name, "augmentation recipe")(spec)
+
+
+def build_eval_transform(name: str, spec: TransformSpec) -> Transform:
+    """Builds the evaluation transform ``name`` (``center`` or ``ten_crop``).
+
+    Raises:
+        UnknownRecipeError: for a name not in :data:`EVAL_CROPS` (lists them).
+    """
+    return lookup_recipe(EVAL_CROPS, name, "evaluation crop")(spec)
+
+
+# ---------------------------------------------------------------------------
+# building steps
+
+
+def _fit(spec: TransformSpec) -> list[Transform]:
+    """Brings a streamed image to ``image_size``: shorter side to ``resize_size``, centre crop."""
+    if spec.resize_size is None:
+        return []
+    return [
+        v2.Resize(spec.resize_size, interpolation=spec.interpolation, antialias=True),
+        v2.CenterCrop(spec.image_size),
+    ]
+
+
+def _finish(spec: TransformSpec) -> list[Transform]:
+    return [Normalize(spec.mean, spec.std)]
+
+
+def _lighting(spec: TransformSpec) -> list[Transform]:
+    """ToFloat + PCA lighting (RGB only; a no-op step list for grey images)."""
+    if len(spec.mean) != 3:
+        return [ToFloat()]
+    return [ToFloat(), PCALighting(std=spec.options.get("lighting_std", 0.1))]
+
+
+def _compose(steps: list[Transform]) -> Transform:
+    return v2.Compose(steps)
+
+
+def _pad_crop(spec: TransformSpec) -> list[Transform]:
+    padding = int(spec.options.get("padding", 4))
+    return [v2.RandomCrop(spec.image_size, padding=padding, fill=0, padding_mode="constant")]
+
+
+# ---------------------------------------------------------------------------
+# training recipes
+
+
+@register_augmentation("none")
+def _none(spec: TransformSpec) -> Transform:
+    return _compose(_fit(spec) + _finish(spec))
+
+
+@register_augmentation("flip")
+def _flip(spec: TransformSpec) -> Transform:
+    return _compose(_fit(spec) + [v2.RandomHorizontalFlip()] + _finish(spec))
+
+
+@register_augmentation("pad_crop")
+def _pad_crop_recipe(spec: TransformSpec) -> Transform:
+    return _compose(_fit(spec) + _pad_crop(spec) + _finish(spec))
+
+
+@register_augmentation("pad_crop_flip")
+def _pad_crop_flip(spec: TransformSpec) -> Transform:
+    return _compose(_fit(spec) + _pad_crop(spec) + [v2.RandomHorizontalFlip()] + _finish(spec))
+
+
+@register_augmentation("random_resized_crop")
+def _random_resized_crop(spec: TransformSpec) -> Transform:
+    scale = tuple(spec.options.get("scale", (0.08, 1.0)))
+    ratio = tuple(spec.options.get("ratio", (3 / 4, 4 / 3)))
+    return _compose(
+        [
+            v2.RandomResizedCrop(
+                spec.image_size, scale=scale, ratio=ratio, interpolation=spec.interpolation, antialias=True
+            ),
+            v2.RandomHorizontalFlip(),
+        ]
+        + _finish(spec)
+    )
+
+
+@register_augmentation("alexnet")
+def _alexnet(spec: TransformSpec) -> Transform:
+    side = spec.resize_size or spec.scaled(256)
+    return _compose(
+        [
+            v2.Resize(side, interpolation=spec.interpolation, antialias=True),
+            v2.CenterCrop(side),
+            v2.RandomCrop(spec.image_size),
+            v2.RandomHorizontalFlip(),
+        ]
+        + _lighting(spec)
+        + _finish(spec)
+    )
+
+
+@register_augmentation("vgg_scale_jitter")
+def _vgg_scale_jitter(spec: TransformSpec) -> Transform:
+    lo = int(spec.options.get("min_size", spec.scaled(256)))
+    hi = int(spec.options.get("max_size", 2 * lo))
+    if not spec.image_size <= lo <= hi:
+        raise ValueError(f"vgg_scale_jitter needs image_size <= min_size <= max_size, got {spec.image_size}, {lo}, {hi}")
+    return _compose(
+        [
+            v2.RandomShortestSize(list(range(lo, hi + 1)), interpolation=spec.interpolation, antialias=True),
+            v2.RandomCrop(spec.image_size),
+            v2.RandomHorizontalFlip(),
+        ]
+        + _lighting(spec)
+        + _finish(spec)
+    )
+
+
+# ---------------------------------------------------------------------------
+# evaluation crops
+
+
+def _center(spec: TransformSpec) -> Transform:
+    return _compose(_fit(spec) + _finish(spec))
+
+
+def _ten_crop(spec: TransformSpec) -> Transform:
+    side = spec.resize_size or spec.scaled(256)
+    return _compose(
+        [
+            v2.Resize(side, interpolation=spec.interpolation, antialias=True),
+            v2.CenterCrop(side),  # the central square, as AlexNet's 256x256 images
+            v2.TenCrop(spec.image_size),
+            StackCrops(),  # (10, C, H, W)
+        ]
+        + _finish(spec)
+    )
+
+
+EVAL_CROPS["center"] = _center
+EVAL_CROPS["ten_crop"] = _ten_crop
+
+
+# ---------------------------------------------------------------------------
+# batched versions (in-memory datasets)
+
+
+class BatchPadCropFlip:
+    """Per-image random pad-and-crop and horizontal flip of a whole batch, then normalisation.
+
+    Equivalent in distribution to ``v2.RandomCrop(size, padding=padding)`` +
+    ``v2.RandomHorizontalFlip()`` + :class:`Normalize` applied to each image:
+    every image draws its own offsets in ``[0, 2 * padding]`` and its own flip.
+
+    Args:
+        padding: zero padding on each side (0: no crop).
+        flip: mirror each image with probability 0.5.
+        mean: per-channel mean.
+        std: per-channel std.
+    """
+
+    def __init__(self, padding: int, flip: bool, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        if padding < 0:
+            raise ValueError(f"padding must be >= 0, got {padding}")
+        self.padding = int(padding)
+        self.flip = bool(flip)
+        self.normalize = Normalize(mean, std)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape  # (B, C, H, W)
+        p = self.padding
+        if p:
+            wp = w + 2 * p
+            xp = torch.nn.functional.pad(x, (p, p, p, p)).reshape(b, c, -1)  # (B, C, (H+2p)(W+2p)), zeros
+            oy = torch.randint(0, 2 * p + 1, (b, 1, 1))  # top-left corner of each crop
+            ox = torch.randint(0, 2 * p + 1, (b, 1, 1))
+            flat = (oy + torch.arange(h).view(1, h, 1)) * wp + ox + torch.arange(w).view(1, 1, w)  # (B, H, W)
+            x = torch.gather(xp, 2, flat.view(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
+        if self.flip:
+            mirror = (torch.rand(b) < 0.5)[:, None, None, None]
+            x = torch.where(mirror, x.flip(-1), x)
+        return self.normalize(x)
+
+    def __repr__(self) -> str:
+        return f"BatchPadCropFlip(padding={self.padding}, flip={self.flip}, {self.normalize!r})"
+
+
+def _batched(padding: int | None, flip: bool) -> RecipeBuilder:
+    def build(spec: TransformSpec) -> Transform:
+        pad = int(spec.options.get("padding", 4)) if padding is None else padding
+        return BatchPadCropFlip(pad, flip, spec.mean, spec.std)
+
+    return build
+
+
+BATCHED_AUGMENTATIONS["none"] = _batched(0, False)
+BATCHED_AUGMENTATIONS["flip"] = _batched(0, True)
+BATCHED_AUGMENTATIONS["pad_crop"] = _batched(None, False)
+BATCHED_AUGMENTATIONS["pad_crop_flip"] = _batched(None, True)

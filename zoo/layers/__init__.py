@@ -1,0 +1,1 @@
+"""Shared building blocks, one module per topic (``zoo.layers.conv``, ...)."""
