@@ -142,12 +142,15 @@ def test_resume_from_last_checkpoint(tmp_path):
     # `ckpt_path=last` in the same run directory finds its own last.ckpt.
     r3 = train(make_cfg(tmp_path / "second", ["trainer.max_epochs=3", "ckpt_path=last"]))
     assert r3["epochs"] == 3 and r3["resumed_from"].endswith("second/checkpoints/last.ckpt")
+    # Resuming never overwrites the logs of the run it continues.
+    assert (tmp_path / "second" / "csv" / "metrics.csv").is_file()
+    assert (tmp_path / "second" / "csv" / "resume1" / "metrics.csv").is_file()
 
 
 def test_corrupt_checkpoint_gives_a_clear_error(tmp_path):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"\x80\x04 this is not a checkpoint")
-    with pytest.raises(CheckpointError, match=r"bad\.ckpt .* unreadable.*truncated"):
+    with pytest.raises(CheckpointError, match=r"(?s)bad\.ckpt .* unreadable.*truncated"):
         train(make_cfg(tmp_path / "run", ["trainer.max_epochs=1", f"ckpt_path={bad}"]))
     with pytest.raises(CheckpointError, match="no such file"):
         train(make_cfg(tmp_path / "run", [f"ckpt_path={tmp_path / 'missing.ckpt'}"]))

@@ -83,8 +83,9 @@ def load_checkpoint_file(path: Any, map_location: Any = "cpu", weights_only: Opt
         else:
             ckpt = torch.load(p, map_location=map_location, weights_only=bool(weights_only))
     except Exception as e:
+        reason = (str(e).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(
-            f"checkpoint {p} ({p.stat().st_size} bytes) is unreadable: {type(e).__name__}: {e}. "
+            f"checkpoint {p} ({p.stat().st_size} bytes) is unreadable ({type(e).__name__}: {reason}). "
             f"It is truncated or not a checkpoint written by this project. Resume from another file in "
             f"{p.parent} (best-*.ckpt or last.ckpt), or start afresh without ckpt_path."
         ) from e

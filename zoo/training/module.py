@@ -130,11 +130,10 @@ class ClassificationModule(pl.LightningModule):
             kwargs: dict[str, Any] = {}
             func = getattr(factory, "func", factory)
             keywords = getattr(factory, "keywords", {})
-            total = self._total_units(interval)
             if func is OneCycleLR and keywords.get("total_steps") is None:
-                kwargs["total_steps"] = total
+                kwargs["total_steps"] = self._total_units("step")
             if func is CosineAnnealingLR and keywords.get("T_max") is None:
-                kwargs["T_max"] = total
+                kwargs["T_max"] = self._total_units(interval)
             sched = factory(optimizer=optimizer, **kwargs)
             entry: dict[str, Any] = {"scheduler": sched, "interval": interval, "frequency": 1}
             if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):

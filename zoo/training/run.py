@@ -149,9 +149,22 @@ def _callbacks(cfg: DictConfig) -> list[pl.Callback]:
     return callbacks
 
 
-def _loggers(cfg: DictConfig) -> list[Any]:
-    return [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()
-            if c is not None and "_target_" in c]
+def _loggers(cfg: DictConfig, resuming: bool) -> list[Any]:
+    """Instantiates the loggers; a resumed run never overwrites the logs of the run it continues."""
+    loggers = []
+    for c in (cfg.get("logger") or {}).values():
+        if c is None or "_target_" not in c:
+            continue
+        kwargs: dict[str, Any] = {}
+        if resuming and "save_dir" in c:
+            base = str(c.get("version") or "")
+            version, k = base, 0
+            while any((Path(c.save_dir) / str(c.get("name") or "") / version).glob("*")):
+                k += 1
+                version = f"{base}resume{k}" if not base else f"{base}_resume{k}"
+            kwargs["version"] = version
+        loggers.append(hydra.utils.instantiate(c, **kwargs))
+    return loggers
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -183,12 +196,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         label_smoothing=float(cfg.loss.label_smoothing),
         aux_weight=float(cfg.loss.aux_weight),
     )
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg)
     interactive = sys.stdout.isatty()
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=_callbacks(cfg), logger=_loggers(cfg) or False,
+        cfg.trainer, callbacks=_callbacks(cfg), logger=_loggers(cfg, resuming=ckpt_path is not None) or False,
         plugins=[AtomicCheckpointIO()], enable_progress_bar=interactive, enable_model_summary=interactive)
 
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg)
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     train_seconds = time.perf_counter() - t0
