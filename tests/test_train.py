@@ -240,3 +240,41 @@ def test_warmup_chains_with_the_main_schedule(tmp_path):
                default_root_dir=tmp_path).fit(m, data)
     want = [0.01] * 3 + [0.1] * 7 + [0.01] * 5
     assert lrs == pytest.approx(want), lrs
+
+
+# ---------------------------------------------------------------------------- real on-disk formats
+
+
+@pytest.mark.parametrize("data,fixture,model", [
+    ("mnist", "mnist_root", "lenet5"),
+    ("fashion_mnist", "fashion_mnist_root", "lenet5_modern"),
+    ("cifar10", "cifar10_root", "lenet5_modern"),
+])
+def test_fast_dev_run_on_real_format_files(data, fixture, model, tmp_path, request):
+    """torchvision's own loaders read our IDX / pickle fixture files, then one batch of each stage runs."""
+    root = request.getfixturevalue(fixture)
+    extra = ["data.verify_checksums=false"] if data.startswith("cifar") else []
+    cfg = make_cfg(tmp_path, ["debug=fdr", f"model={model}", f"data={data}", f"data.root={root}",
+                              "data.val_size=16", *extra])
+    res = train(cfg)
+    assert res["data"] == data and res["config"]["model"]["in_chans"] == (3 if data == "cifar10" else 1)
+    assert 0.0 <= res["test/acc"] <= 1.0
+
+
+def test_real_mnist_short_run(real_mnist_root, tmp_path):
+    """On the real MNIST files (when present), 150 steps of modern LeNet-5 pass 90% test accuracy."""
+    cfg = make_cfg(tmp_path, ["model=lenet5_modern", "data=mnist", f"data.root={real_mnist_root}", "trainer.max_epochs=1",
+                              "+trainer.limit_train_batches=150", "+trainer.limit_val_batches=5",
+                              "data.batch_size=64", "optim.lr=2e-3"])
+    res = train(cfg)
+    assert res["test/acc"] > 0.9, res["test/acc"]
+
+
+def test_missing_dataset_names_folder_files_and_fix(tmp_path):
+    from zoo.data import DatasetNotFoundError
+
+    cfg = make_cfg(tmp_path, ["data=mnist", f"data.root={tmp_path / 'nowhere'}"])
+    with pytest.raises(DatasetNotFoundError) as err:
+        train(cfg)
+    msg = str(err.value)
+    assert str(tmp_path / "nowhere") in msg and "train-images-idx3-ubyte" in msg and "download" in msg
