@@ -134,3 +134,18 @@ def test_trains_a_few_steps_at_32px(name):
         losses.append(loss.item())
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < losses[0], losses
+
+
+def test_small_input_defaults_to_kaiming_init_and_paper_init_stays_available():
+    torch.manual_seed(0)
+    small = zoo.create_model("alexnet", num_classes=10, small_input=True, head="gap")
+    assert small.init == "kaiming"
+    convs = [l for l in small.features if isinstance(l, nn.Conv2d)]
+    assert all(float(c.bias.detach().abs().max()) == 0.0 for c in convs)
+    fan_in = convs[2].weight[0].numel()  # conv3: 256 * 3 * 3
+    assert abs(convs[2].weight.std().item() - (2 / fan_in) ** 0.5) < 0.05 * (2 / fan_in) ** 0.5
+    forced = zoo.create_model("alexnet", num_classes=10, small_input=True, head="gap", init="paper")
+    assert [float(c.bias.detach().unique()) for c in forced.features if isinstance(c, nn.Conv2d)] == \
+        [0.0, 1.0, 0.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="init"):
+        zoo.create_model("alexnet", init="xavier")

@@ -47,15 +47,26 @@ Deviations from the paper:
   10-crop testing) lives in :mod:`zoo.data.imagenet`, not in the model.
 
 ``alexnet_tv`` (torchvision's ``alexnet``) has 64/192/384/256/256 filters, conv1
-padded by 2, no LRN and no groups: 61,100,840 parameters at 224 px.
+padded by 2, no LRN and no groups: 61,100,840 parameters at 224 px. It is initialised
+as ``alexnet`` (torchvision keeps PyTorch's default layer initialisation).
 
 Options:
 
 * ``small_input=True`` (28/32-px images): conv1 becomes 3x3, stride 1, padding 1
   (same number of filters) instead of 11x11/4, which would leave a 32-px image 6 px
-  wide before the first pool. Everything else is unchanged; fc6 is sized from the
-  feature map the network actually produces at ``image_size`` (default 32:
-  256x3x3 = 2,304 inputs; 28 px gives 256x2x2).
+  wide before the first pool. fc6 is sized from the feature map the network actually
+  produces at ``image_size`` (default 32: 256x3x3 = 2,304 inputs; 28 px gives
+  256x2x2). The initialisation defaults to ``init="kaiming"`` (see below); layers,
+  LRN, groups, pools and dropout are unchanged.
+* ``init``: ``"paper"`` (default for the ImageNet layout) or ``"kaiming"`` (He et al.
+  2015 fan-in normal, zero biases; default with ``small_input``). The paper's fixed
+  N(0, 0.01) is calibrated for 11x11x3 filters on mean-subtracted 0-255 pixels:
+  conv1 outputs then have a standard deviation near 10, enough to stand out against
+  conv2's bias of 1. A 3x3 conv1 on unit-variance inputs gives 0.03, so the input is
+  lost under the biases (measured: the network's outputs vary by ~1e-4 across
+  inputs) and it does not train. To train the ImageNet layout with the paper's init,
+  feed it 0-255-scale inputs (``configs/experiment/alexnet_imagenet.yaml`` sets the
+  normalisation std to 1/255).
 * ``head="gap"``: global average pooling and one linear layer (after dropout)
   replace fc6-fc8. At 1,000 classes and 227 px the FC stack costs 58,631,144
   parameters, the GAP head 257,000 (256x1000 + 1000); the GAP head accepts any
@@ -270,7 +281,7 @@ def alexnet(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5,
         small_input: 3x3/1 conv1 for 28/32-px inputs; fc6 sized from the real feature map.
         head: ``"fc"`` (paper) or ``"gap"``.
         image_size: input side the FC head is sized for (227, or 32 with ``small_input``).
-        **kwargs: further :class:`AlexNet` options (``fc_width``).
+        **kwargs: further :class:`AlexNet` options (``fc_width``, ``init``).
 
     Returns:
         The model.

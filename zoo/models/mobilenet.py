@@ -136,8 +136,8 @@ def _mobilenet_v1(width_mult: float, num_classes: int, in_chans: int, **kwargs: 
 
 
 @register_model(paper=PAPER, input_size=(3, 224, 224), num_classes=1000, params=4_231_976, macs=568_740_352,
-                paper_results={"imagenet/top1_acc": 70.6, "imagenet/mult_adds_M": 569, "imagenet/params_M": 4.2,
-                               "imagenet_160px/top1_acc": 67.2, "imagenet_160px/mult_adds_M": 290},
+                paper_results={"imagenet/top1_err": 29.4, "imagenet/mflops": 569, "imagenet/params_M": 4.2,
+                               "imagenet_160px/top1_err": 32.8, "imagenet_160px/mflops": 290},
                 notes="1.0 MobileNet-224 (Table 1); BN+ReLU after every conv")
 def mobilenet_v1(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
                  **kwargs: Any) -> MobileNetV1:
@@ -156,7 +156,7 @@ def mobilenet_v1(*, num_classes: int = 1000, in_chans: int = 3, small_input: boo
 
 
 @register_model(paper=PAPER, input_size=(3, 224, 224), num_classes=1000, params=2_585_560, macs=325_400_448,
-                paper_results={"imagenet/top1_acc": 68.4, "imagenet/mult_adds_M": 325, "imagenet/params_M": 2.6},
+                paper_results={"imagenet/top1_err": 31.6, "imagenet/mflops": 325, "imagenet/params_M": 2.6},
                 notes="0.75 MobileNet-224 (width multiplier, Table 6)")
 def mobilenet_v1_x0_75(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
                        **kwargs: Any) -> MobileNetV1:
@@ -165,7 +165,7 @@ def mobilenet_v1_x0_75(*, num_classes: int = 1000, in_chans: int = 3, small_inpu
 
 
 @register_model(paper=PAPER, input_size=(3, 224, 224), num_classes=1000, params=1_331_592, macs=149_497_088,
-                paper_results={"imagenet/top1_acc": 63.7, "imagenet/mult_adds_M": 149, "imagenet/params_M": 1.3},
+                paper_results={"imagenet/top1_err": 36.3, "imagenet/mflops": 149, "imagenet/params_M": 1.3},
                 notes="0.5 MobileNet-224 (width multiplier, Table 6)")
 def mobilenet_v1_x0_5(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
                       **kwargs: Any) -> MobileNetV1:
@@ -174,7 +174,7 @@ def mobilenet_v1_x0_5(*, num_classes: int = 1000, in_chans: int = 3, small_input
 
 
 @register_model(paper=PAPER, input_size=(3, 224, 224), num_classes=1000, params=470_072, macs=41_030_272,
-                paper_results={"imagenet/top1_acc": 50.6, "imagenet/mult_adds_M": 41, "imagenet/params_M": 0.5},
+                paper_results={"imagenet/top1_err": 49.4, "imagenet/mflops": 41, "imagenet/params_M": 0.5},
                 notes="0.25 MobileNet-224 (width multiplier, Table 6)")
 def mobilenet_v1_x0_25(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
                        **kwargs: Any) -> MobileNetV1:

@@ -3,8 +3,10 @@
 **v1**: Zhang et al. 2017, "ShuffleNet: An Extremely Efficient Convolutional Neural
 Network for Mobile Devices", arXiv:1707.01083. The ImageNet network of Table 1 with
 ``g`` = 1, 2, 3, 4, 8 groups at 1x (``shufflenet_v1_g{g}``) and scale factors ``s``
-of Sec. 4.1 (``shufflenet_v1_g3_x0_25``, ``_x0_5``, ``_x1_5``, ``_x2_0``); every
-other ``(g, s)`` of Table 2 is ``ShuffleNetV1(groups=g, width_mult=s)``.
+of Sec. 4.1 (``shufflenet_v1_g3_x0_25``, ``_x0_5``, ``_x1_5``, ``_x2_0``); the other
+``(g, s)`` of Table 2 are ``ShuffleNetV1(groups=g, width_mult=s)`` (g=8 below 1x also
+needs ``stem_channels=16``: the stride-2 branch of stage 2 makes ``C_2 - C_stem``
+channels, which ``g`` must divide).
 
 * Stem: 3x3/2 convolution with 24 channels, then 3x3/2 max pool.
 * Stages 2-4 of 4 / 8 / 4 units; the first unit of each has stride 2. Output
