@@ -98,7 +98,7 @@ def test_seed_zero_is_a_real_seed(tmp_path):
 
 
 def test_fast_dev_run_on_digits_writes_results(tmp_path):
-    cfg = make_cfg(tmp_path, ["debug=fdr"])
+    cfg = make_cfg(tmp_path, ["debug=fdr", "model=lenet5"])
     res = train(cfg)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["model"] == "lenet5" and saved["params"] == 60_000
@@ -113,8 +113,9 @@ def test_fast_dev_run_on_digits_writes_results(tmp_path):
 
 
 def test_short_run_learns_checkpoints_and_logs(tmp_path):
-    """Three epochs of LeNet-5 on digits: accuracy far above chance, best + last checkpoints, CSV log."""
-    cfg = make_cfg(tmp_path, ["trainer.max_epochs=3", "optim.lr=2e-3"])
+    """Three epochs of the default run (modern LeNet-5 on digits): accuracy far above chance,
+    best + last checkpoints, CSV log."""
+    cfg = make_cfg(tmp_path, ["trainer.max_epochs=3"])
     res = train(cfg)
     assert res["epochs"] == 3
     assert res["test/acc"] > 0.6, res["test/acc"]
@@ -174,8 +175,8 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
 
 def test_input_too_small_is_reported_before_training(tmp_path):
-    cfg = make_cfg(tmp_path, ["data.image_size=28"])
-    with pytest.raises(zoo.InputTooSmallError, match=r"lenet5.*layer '.*'.*\(n \+ 2p - d\(f-1\) - 1\)/s \+ 1"):
+    cfg = make_cfg(tmp_path, ["model=lenet5", "data.image_size=28"])
+    with pytest.raises(zoo.InputTooSmallError, match=r"lenet5: at layer '.*'.*\(n \+ 2p - d\(f-1\) - 1\)/s \+ 1"):
         train(cfg)
 
 
