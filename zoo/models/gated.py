@@ -17,10 +17,10 @@ and the residual forms :class:`~zoo.layers.conv.GatedResidualBlock2d` / ``1d``.
   downsampling layer, itself gated) to ``widths[i]`` channels, followed by
   ``depths[i]`` residual blocks of two 3x3 gated convolutions each;
 * head: BatchNorm, global average pool, fully connected layer.
-* Each gated convolution inside a block is preceded by BatchNorm (pre-activation
+* Every gated convolution after the stem is preceded by BatchNorm (pre-activation
   order, He et al. 2016, arXiv:1603.05027). Dauphin et al. use weight
-  normalisation and no BatchNorm; for images, BatchNorm trains faster and needs
-  no gradient clipping.
+  normalisation (and gradient clipping) instead; BatchNorm is the usual
+  normalisation of image classifiers and the one the rest of this zoo uses.
 
 ``gated_tcn`` -- a temporal convolutional network that reads an image as a
 sequence, one row per time step (the row's pixels of all channels are the step's
