@@ -8,11 +8,12 @@ ARGS   ?=
 # pytest workers: one per core by default.
 JOBS   ?= auto
 
-.PHONY: train test install install-dev report clean help
+.PHONY: train test results install install-dev report clean help
 
 help:
 	@echo "make train [ARGS='model=... data=...']  train (default: LeNet-5 on digits)"
 	@echo "make test                               run the test suite"
+	@echo "make results                            regenerate the README results table from outputs/"
 	@echo "make clean                              remove .venv and run outputs"
 
 $(BIN)/python:
@@ -36,6 +37,10 @@ train: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -n $(JOBS) --durations=15 $(ARGS)
+
+# The README results table is generated from the runs under outputs/, never edited by hand.
+results: $(VENV)/.installed
+	$(BIN)/python -m zoo.report outputs --readme README.md
 
 clean:
 	rm -rf $(VENV) outputs multirun lightning_logs .pytest_cache

@@ -33,7 +33,7 @@ Section 3.4).
 Why 227 and not 224: the paper states 224x224x3 inputs, but conv1 (11x11, stride 4,
 no padding) must produce the 55x55 maps of Figure 2, and
 ``(n - 11) / 4 + 1 = 55`` needs ``n = 227``; 224 gives 54.25, i.e. 54 (a ragged
-last column). 227 is the size every faithful reimplementation crops. Only at 227
+last column). 227 is also the crop of the BVLC Caffe reference model. Only at 227
 does pool5 give the 6x6x256 = 9,216 inputs that fc6's 37.75 M weights assume.
 
 Deviations from the paper:
@@ -44,7 +44,8 @@ Deviations from the paper:
   227 px), as torchvision does; it is the identity at the design size and only lets
   other input sizes run.
 * The data pipeline (256-px resize, random crops with flips, PCA lighting noise,
-  10-crop testing) lives in :mod:`zoo.data.imagenet`, not in the model.
+  10-crop testing) lives in :mod:`zoo.data.transforms` (recipes ``alexnet`` and
+  ``ten_crop``), not in the model; see ``configs/experiment/alexnet_imagenet.yaml``.
 
 ``alexnet_tv`` (torchvision's ``alexnet``) has 64/192/384/256/256 filters, conv1
 padded by 2, no LRN and no groups: 61,100,840 parameters at 224 px. It is initialised
@@ -58,15 +59,15 @@ Options:
   produces at ``image_size`` (default 32: 256x3x3 = 2,304 inputs; 28 px gives
   256x2x2). The initialisation defaults to ``init="kaiming"`` (see below); layers,
   LRN, groups, pools and dropout are unchanged.
-* ``init``: ``"paper"`` (default for the ImageNet layout) or ``"kaiming"`` (He et al.
-  2015 fan-in normal, zero biases; default with ``small_input``). The paper's fixed
-  N(0, 0.01) is calibrated for 11x11x3 filters on mean-subtracted 0-255 pixels:
-  conv1 outputs then have a standard deviation near 10, enough to stand out against
-  conv2's bias of 1. A 3x3 conv1 on unit-variance inputs gives 0.03, so the input is
-  lost under the biases (measured: the network's outputs vary by ~1e-4 across
-  inputs) and it does not train. To train the ImageNet layout with the paper's init,
-  feed it 0-255-scale inputs (``configs/experiment/alexnet_imagenet.yaml`` sets the
-  normalisation std to 1/255).
+* ``init``: ``"paper"`` (default for the ImageNet layout) or ``"kaiming"`` (default
+  with ``small_input``: He et al. 2015 fan-in normal convolutions, the paper's
+  N(0, 0.01) FC weights, all biases 0). The paper's fixed N(0, 0.01) is calibrated
+  for 11x11x3 filters on mean-subtracted 0-255 pixels: conv1 outputs then have a
+  standard deviation near 10, enough to stand out against conv2's bias of 1. A 3x3
+  conv1 on unit-variance inputs gives 0.03-0.05, so the input is lost under the biases
+  (the logits then differ by ~1e-4 between inputs) and the network does not train.
+  To train the ImageNet layout with the paper's init, feed it 0-255-scale inputs
+  (``configs/experiment/alexnet_imagenet.yaml`` sets the normalisation std to 1/255).
 * ``head="gap"``: global average pooling and one linear layer (after dropout)
   replace fc6-fc8. At 1,000 classes and 227 px the FC stack costs 58,631,144
   parameters, the GAP head 257,000 (256x1000 + 1000); the GAP head accepts any
@@ -225,12 +226,16 @@ class AlexNet(nn.Module):
     def _init_weights(self) -> None:
         """``init="paper"``: Section 5 of the 2012 paper, weights ~ N(0, 0.01); biases 1 in conv2,
         conv4, conv5 and the hidden FC layers (to give the ReLUs positive inputs early on), 0 elsewhere.
-        ``init="kaiming"``: He et al. (2015, arXiv:1502.01852) fan-in normal weights, zero biases."""
+        ``init="kaiming"``: convolutions He et al. (2015, arXiv:1502.01852) fan-in normal, FC
+        weights the paper's N(0, 0.01), all biases 0."""
         convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
         linears = [m for m in self.classifier if isinstance(m, nn.Linear)]
         if self.init == "kaiming":
-            for m in convs + linears:
+            for m in convs:
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            for m in linears:
+                nn.init.normal_(m.weight, 0.0, 0.01)
                 nn.init.zeros_(m.bias)
             return
         for m, spec in zip(convs, self.cfg):

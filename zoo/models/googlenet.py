@@ -67,12 +67,12 @@ Deviations from the paper:
   The training module weighs the auxiliary losses by 0.3 (Section 5). There is no
   loss in the model.
 
-``googlenet_bn`` is torchvision's ``googlenet``; its documented differences from
-the paper (named as torchvision's, kept here so its weights load unchanged):
+``googlenet_bn`` is torchvision's ``googlenet``. Its differences from the paper are
+torchvision's, kept here so that its weights load unchanged:
 
 * batch normalisation (eps 1e-3) after every convolution, which has no bias; no LRN;
-* the "5x5" branch uses a 3x3 convolution (a known slip torchvision keeps for its
-  pretrained weights, pytorch/vision issue #906);
+* the "5x5" branch uses a 3x3 convolution, which torchvision documents in its source
+  as a known deviation kept for its pretrained weights (pytorch/vision issue #906);
 * the max-pool after 4e is 2x2/2; the auxiliary heads pool adaptively to 4x4;
 * main dropout 0.2;
 * ``transform_input``: torchvision's pretrained weights expect inputs normalised to

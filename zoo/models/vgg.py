@@ -42,7 +42,8 @@ Deviations from the paper:
   as in torchvision; the identity at the design size. The paper instead converts the
   FC layers to convolutions at test time ("dense" evaluation) for other sizes.
 * The data pipeline (scale jittering S in [256, 512], 10-crop testing) lives in
-  :mod:`zoo.data.imagenet`, not in the model.
+  :mod:`zoo.data.transforms` (recipes ``vgg_scale_jitter`` and ``ten_crop``), not in
+  the model; see ``configs/experiment/vgg16_imagenet.yaml``.
 
 Options:
 

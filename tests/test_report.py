@@ -1,0 +1,198 @@
+"""zoo.report on synthetic run folders: grouping, mean ± std, paper comparison, CSV, Markdown, README, plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from zoo.report import (CSV_COLUMNS, find_runs, group_runs, main, paper_accuracy, pending_presets, report_rows,
+                        to_markdown, update_readme, verdict, write_report)
+
+HW = {"cpu": "Test CPU 9000", "cpu_count": 2, "torch_threads": 1}
+
+
+def _config(model: str, data: str, seed: int, lr: float = 1e-3, fast_dev_run: bool = False,
+            task_name: str = "train", run_dir: str = "/x") -> dict:
+    return {"task_name": task_name, "seed": seed, "ckpt_path": None,
+            "paths": {"output_dir": run_dir, "root_dir": "/r"},
+            "data": {"_target_": "zoo.data.MNISTDataModule", "root": "/data", "batch_size": 64},
+            "model": {"_target_": "zoo.create_model", "name": model},
+            "optim": {"_target_": "torch.optim.Adam", "lr": lr},
+            "trainer": {"max_epochs": 3, "default_root_dir": run_dir, "fast_dev_run": fast_dev_run},
+            "logger": {"csv": {"save_dir": run_dir}}}
+
+
+def make_run(root: Path, name: str, *, model: str = "lenet5", data: str = "mnist", experiment: str | None = None,
+             seed: int = 0, acc: float | None = 0.99, lr: float = 1e-3, command: str | None = None,
+             seconds: float = 60.0, curve: tuple[float, ...] = (0.9, 0.95, 0.97), **cfg_kwargs) -> Path:
+    """Writes a fake run folder: results.json and csv/metrics.csv."""
+    run_dir = root / name
+    (run_dir / "csv").mkdir(parents=True)
+    results = {
+        "model": model, "data": data, "experiment": experiment, "params": 60_000, "epochs": len(curve),
+        "seed": seed, "test/acc": acc, "test/loss": 0.1, "train_seconds": seconds,
+        "command": command or f"python train.py model={model} data={data} seed={seed}",
+        "hardware": HW, "device": "cpu", "run_dir": str(run_dir),
+        "config": _config(model, data, seed, lr=lr, run_dir=str(run_dir), **cfg_kwargs),
+    }
+    (run_dir / "results.json").write_text(json.dumps(results))
+    lines = ["epoch,step,train/loss_epoch,val/acc"]
+    for epoch, val in enumerate(curve):
+        lines += [f"{epoch},{10 * epoch + 5},,", f"{epoch},{10 * epoch + 9},0.5,{val}"]
+    (run_dir / "csv" / "metrics.csv").write_text("\n".join(lines) + "\n")
+    return run_dir
+
+
+@pytest.fixture
+def runs_root(tmp_path: Path) -> Path:
+    root = tmp_path / "outputs"
+    # Three seeds of the LeNet-5 preset: 99.0 ± 0.2 vs the paper's 99.05 -> within noise.
+    for seed, acc in zip((0, 1, 2), (0.990, 0.992, 0.988)):
+        make_run(root, f"multirun/{seed}", experiment="lenet5_mnist", seed=seed, acc=acc,
+                 command=f"python train.py experiment=lenet5_mnist seed={seed}", seconds=100.0 + seed)
+    # One run of another recipe (different lr): 95.0 vs 99.05 -> off by 4.05.
+    make_run(root, "runs/a", acc=0.95, lr=0.1, command="python train.py model=lenet5 data=mnist optim.lr=0.1")
+    # A model without a paper figure on digits.
+    make_run(root, "runs/b", model="lenet5_modern", data="digits", acc=0.98)
+    # Skipped: debug runs, an unfinished run, a broken file.
+    make_run(root, "runs/dev", fast_dev_run=True)
+    make_run(root, "runs/dbg", task_name="debug")
+    (root / "runs" / "unfinished" / "csv").mkdir(parents=True)
+    (root / "runs" / "broken").mkdir(parents=True)
+    (root / "runs" / "broken" / "results.json").write_text("{not json")
+    return root
+
+
+def test_groups_mean_std_and_verdicts(runs_root):
+    runs = find_runs([runs_root])
+    assert len(runs) == 5  # debug, unfinished and broken runs are left out
+    groups = group_runs(runs)
+    assert [(g.model, g.dataset, len(g.runs)) for g in groups] == [
+        ("lenet5", "mnist", 1), ("lenet5", "mnist", 3), ("lenet5_modern", "digits", 1)]
+    assert groups[1].recipe == "lenet5_mnist" and groups[0].recipe.startswith("cfg-")
+    rows = {r["recipe"]: r for r in report_rows(groups)}
+    preset = rows["lenet5_mnist"]
+    assert preset["ours_mean"] == pytest.approx(99.0)
+    assert preset["ours_std"] == pytest.approx(0.2)
+    assert preset["n_runs"] == 3 and preset["seeds"] == "0,1,2"
+    assert preset["paper"] == pytest.approx(99.05) and preset["paper_metric"] == "mnist/test_err"
+    assert preset["diff"] == pytest.approx(-0.05)
+    assert preset["verdict"] == "within noise"
+    assert preset["wall_seconds"] == pytest.approx(101.0)
+    assert preset["hardware"] == "Test CPU 9000, 1 thread of 2 cores"
+    assert preset["command"] == "python train.py -m experiment=lenet5_mnist seed=0,1,2"
+    assert preset["macs"] == 325_680 and preset["macs_input"] == "1x32x32"
+    other = rows[groups[0].recipe]
+    assert other["ours_std"] is None and other["verdict"] == "off by 4.05 pts"
+    assert other["command"] == "python train.py model=lenet5 data=mnist optim.lr=0.1"
+    modern = rows[groups[2].recipe]
+    assert modern["paper"] is None and modern["diff"] is None and modern["verdict"] == "—"
+
+
+def test_seed_and_paths_do_not_split_a_recipe(tmp_path):
+    make_run(tmp_path, "a", seed=0, acc=0.9)
+    make_run(tmp_path, "b", seed=1, acc=0.8)
+    make_run(tmp_path, "c", seed=2, acc=0.7, lr=0.5)
+    groups = group_runs(find_runs([tmp_path]))
+    assert sorted(len(g.runs) for g in groups) == [1, 2]
+    # The same preset run with different settings is kept apart, still named after the preset.
+    make_run(tmp_path, "d", experiment="lenet5_mnist", lr=0.1)
+    make_run(tmp_path, "e", experiment="lenet5_mnist", lr=0.2)
+    recipes = [g.recipe for g in group_runs(find_runs([tmp_path])) if g.recipe.startswith("lenet5_mnist")]
+    assert len(recipes) == 2 and all(r.startswith("lenet5_mnist+cfg-") for r in recipes)
+
+
+def test_verdict_and_paper_figures():
+    assert verdict(90.0, 0.0, 90.25) == "within noise"  # the 0.3-point floor
+    assert verdict(90.0, 0.5, 91.0) == "within noise"  # 2 std
+    assert verdict(90.0, 0.1, 91.0) == "off by 1.00 pts"
+    assert verdict(90.0, 0.1, None) == "—"
+    assert paper_accuracy("lenet5", "mnist") == (pytest.approx(99.05), "mnist/test_err")
+    assert paper_accuracy("alexnet", "imagenet") == (pytest.approx(59.3), "imagenet_val/top1_err")
+    assert paper_accuracy("resnet20", "cifar10") == (pytest.approx(91.25), "cifar10/top1_err")
+    assert paper_accuracy("resnet20", "mnist") is None
+    assert paper_accuracy("vit_l_16", "cifar10") is None  # a JFT-pretrained figure is another recipe
+    assert paper_accuracy("no_such_model", "mnist") is None
+
+
+def test_csv_markdown_plots_and_pending_presets(runs_root, tmp_path):
+    configs = tmp_path / "configs"
+    (configs / "experiment").mkdir(parents=True)
+    (configs / "experiment" / "lenet5_mnist.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /model: lenet5\n  - override /data: mnist\n")
+    (configs / "experiment" / "alexnet_imagenet.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /model: alexnet\n  - override /data: imagefolder\n"
+        "trainer:\n  max_epochs: 90\n")
+    (configs / "experiment" / "resnet20_cifar10.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /model: resnet20\n  - override /data: cifar10\n")
+    out = tmp_path / "report"
+    result = write_report([runs_root], out, configs_dir=configs)
+
+    with (out / "results.csv").open(newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == CSV_COLUMNS
+        rows = list(reader)
+    assert len(rows) == 3
+    preset = next(r for r in rows if r["recipe"] == "lenet5_mnist")
+    assert float(preset["ours_mean"]) == pytest.approx(99.0) and preset["verdict"] == "within noise"
+
+    md = (out / "results.md").read_text()
+    assert md == result["markdown"]
+    assert "| lenet5 | mnist | lenet5_mnist | 60.00K | 325.68K @1x32x32 | 99.00 ± 0.20 | 3 | 99.05 | -0.05 | " \
+           "within noise |" in md
+    assert "off by 4.05 pts" in md and "Test CPU 9000, 1 thread of 2 cores" in md
+    assert "`python train.py -m experiment=lenet5_mnist seed=0,1,2`" in md
+    # Presets with no run: listed with what they need and the command, and no number.
+    assert [p["experiment"] for p in result["pending"]] == ["alexnet_imagenet", "resnet20_cifar10"]
+    assert "| alexnet_imagenet | alexnet | imagenet | 59.30 | 90 | needs ImageNet" in md
+    assert "needs CIFAR-10 on disk; GPU advised | `python train.py experiment=resnet20_cifar10` |" in md
+
+    pytest.importorskip("matplotlib")
+    plots = {p.name for p in (out / "plots").glob("*.png")}
+    assert {"acc_vs_params.png", "acc_vs_macs.png", "val_acc_lenet5_mnist_lenet5_mnist.png"} <= plots
+    assert len([p for p in plots if p.startswith("val_acc_")]) == 3
+    assert all((out / "plots" / p).stat().st_size > 1000 for p in plots)
+
+
+def test_pending_presets_without_configs(tmp_path):
+    assert pending_presets(tmp_path / "nowhere", []) == []
+
+
+def test_readme_marker_replacement(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# zoo\n\n## Results\n\nRESULTS_TABLE\n\n## Layout\nkeep me\n")
+    update_readme(readme, "| a | b |\n|---|---|\n| 1 | 2 |\n")
+    text = readme.read_text()
+    assert "RESULTS_TABLE" not in text and "| 1 | 2 |" in text
+    assert text.index("<!-- results:start -->") < text.index("| 1 | 2 |") < text.index("<!-- results:end -->")
+    assert text.startswith("# zoo\n\n## Results\n\n") and text.endswith("\n\n## Layout\nkeep me\n")
+    # Regenerating replaces the block and nothing else.
+    update_readme(readme, "| a | b |\n|---|---|\n| 3 | 4 |\n")
+    again = readme.read_text()
+    assert "| 1 | 2 |" not in again and "| 3 | 4 |" in again
+    assert again.count("<!-- results:start -->") == 1 and again.endswith("\n\n## Layout\nkeep me\n")
+    bare = tmp_path / "OTHER.md"
+    bare.write_text("no marker here\n")
+    with pytest.raises(ValueError, match="RESULTS_TABLE"):
+        update_readme(bare, "x")
+
+
+def test_cli_writes_report_and_readme(runs_root, tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\nRESULTS_TABLE\nend\n")
+    out = tmp_path / "rep"
+    main([str(runs_root), "--out", str(out), "--readme", str(readme), "--no-plots",
+          "--configs", str(tmp_path / "none")])
+    assert (out / "results.md").is_file() and (out / "results.csv").is_file()
+    assert not (out / "plots").exists()
+    text = readme.read_text()
+    assert "99.00 ± 0.20" in text and text.startswith("intro\n<!-- results:start -->")
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_empty_folder_gives_an_empty_table(tmp_path):
+    md = to_markdown(report_rows(group_runs(find_runs([tmp_path]))))
+    assert "(no finished runs)" in md

@@ -1,0 +1,559 @@
+"""Paper-vs-ours report from training runs: a Markdown table, a CSV and PNG plots.
+
+Usage::
+
+    python -m zoo.report outputs                         # writes outputs/report/results.{md,csv}, plots
+    python -m zoo.report outputs multirun --out /tmp/rep
+    python -m zoo.report outputs --readme README.md      # regenerates the README results table
+
+Every ``results.json`` below the given folders is one run (a run folder without one is unfinished and
+skipped, as are ``fast_dev_run`` and ``debug`` runs). Runs are grouped by model, dataset and recipe: the
+experiment preset's name, or for runs without a preset a short hash of the resolved config with the
+seed and every path left out, so runs that differ only in seed fall into one group. Each group gives
+one row: test top-1 accuracy as mean ± sample standard deviation over its runs, the paper's figure from
+the model's metadata (``paper_results``; errors are turned into accuracy = 100 - error), the difference,
+and a verdict: "within noise" when ``|ours - paper| <= max(2 std, 0.3)`` points, else "off by X pts".
+Parameters are those of the trained network (its ``num_classes`` and ``in_chans``); MACs are the
+registry's figure at the model's default input size, given with that size.
+
+Experiment presets in ``configs/experiment/`` that have no run yet are listed below the table with the
+command to run them and what they need (ImageNet on disk, CIFAR-10 on disk and a GPU), and no number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import logging
+import math
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+__all__ = [
+    "Run", "Group", "find_runs", "config_hash", "recipe_of", "group_runs", "paper_accuracy", "verdict", "report_rows",
+    "pending_presets", "to_markdown", "write_csv", "write_plots", "update_readme", "write_report", "main",
+]
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = ["model", "dataset", "recipe", "params", "macs", "macs_input", "ours_mean", "ours_std", "n_runs",
+               "seeds", "paper", "paper_metric", "diff", "verdict", "epochs", "wall_seconds", "hardware",
+               "command"]
+README_START = "<!-- results:start -->"
+README_END = "<!-- results:end -->"
+README_PLACEHOLDER = "RESULTS_TABLE"
+NOISE_FLOOR = 0.3  # points of accuracy
+
+# Config keys that do not change what is trained: paths, logging, the seed, resumption.
+_IGNORED_TOP = {"seed", "paths", "task_name", "ckpt_path", "logger", "callbacks", "hydra", "extras", "tags"}
+_IGNORED_ANYWHERE = {"root", "download", "num_workers", "default_root_dir", "save_dir", "dirpath",
+                     "pin_memory", "persistent_workers"}
+
+
+@dataclass
+class Run:
+    """One finished training run.
+
+    Args:
+        path: the run folder (holding ``results.json``).
+        results: the parsed ``results.json``.
+    """
+
+    path: Path
+    results: dict[str, Any]
+
+    @property
+    def model(self) -> str:
+        return str(self.results.get("model"))
+
+    @property
+    def dataset(self) -> str:
+        data = str(self.results.get("data") or "")
+        experiment = str(self.results.get("experiment") or "")
+        if data == "imagefolder" and experiment.endswith("_imagenet"):
+            return "imagenet"
+        return data
+
+    @property
+    def acc(self) -> float | None:
+        """Test top-1 accuracy in percent, or ``None`` when the run has none."""
+        acc = self.results.get("test/acc")
+        return None if acc is None else 100.0 * float(acc)
+
+
+@dataclass
+class Group:
+    """Runs of one model on one dataset with one recipe."""
+
+    model: str
+    dataset: str
+    recipe: str
+    runs: list[Run] = field(default_factory=list)
+
+
+def _is_debug(results: dict[str, Any]) -> bool:
+    cfg = results.get("config") or {}
+    trainer = cfg.get("trainer") or {}
+    return bool(trainer.get("fast_dev_run")) or cfg.get("task_name") == "debug"
+
+
+def find_runs(dirs: Iterable[str | Path]) -> list[Run]:
+    """Returns every finished, non-debug run below ``dirs`` (each folder holding a ``results.json``).
+
+    Unreadable files are skipped with a warning.
+    """
+    runs: list[Run] = []
+    seen: set[Path] = set()
+    for d in dirs:
+        d = Path(d)
+        if not d.exists():
+            log.warning("%s: no such folder", d)
+            continue
+        for f in sorted(d.rglob("results.json")):
+            f = f.resolve()
+            if f in seen:
+                continue
+            seen.add(f)
+            try:
+                results = json.loads(f.read_text())
+            except (OSError, ValueError) as e:
+                log.warning("skipping %s: %s", f, e)
+                continue
+            if not isinstance(results, dict) or "model" not in results:
+                log.warning("skipping %s: not a results.json of a training run", f)
+                continue
+            if _is_debug(results):
+                log.info("skipping debug run %s", f.parent)
+                continue
+            runs.append(Run(f.parent, results))
+    return runs
+
+
+def _strip(cfg: Any, top: bool = False) -> Any:
+    if isinstance(cfg, dict):
+        return {k: _strip(v) for k, v in sorted(cfg.items())
+                if k not in _IGNORED_ANYWHERE and not (top and k in _IGNORED_TOP)}
+    if isinstance(cfg, list):
+        return [_strip(v) for v in cfg]
+    return cfg
+
+
+def config_hash(results: dict[str, Any]) -> str:
+    """Returns a short hash of the run's resolved config without the seed, paths and logging."""
+    cfg = _strip(results.get("config") or {}, top=True)
+    return hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def recipe_of(results: dict[str, Any]) -> str:
+    """Returns the recipe of a run: its experiment preset, else ``cfg-<hash>`` of the config without
+    the seed, paths and logging."""
+    if results.get("experiment"):
+        return str(results["experiment"])
+    return f"cfg-{config_hash(results)}"
+
+
+def group_runs(runs: Iterable[Run]) -> list[Group]:
+    """Groups runs by (model, dataset, recipe), sorted by those keys; runs sorted by seed.
+
+    Runs of one experiment preset whose configs differ beyond seed and paths (overrides on the command
+    line, or a preset edited between runs) are kept apart as ``<preset>+cfg-<hash>``.
+    """
+    by_key: dict[tuple[str, str, str, str], list[Run]] = {}
+    for run in runs:
+        key = (run.model, run.dataset, recipe_of(run.results), config_hash(run.results))
+        by_key.setdefault(key, []).append(run)
+    n_variants: dict[tuple[str, str, str], int] = {}
+    for model, dataset, recipe, _ in by_key:
+        n_variants[(model, dataset, recipe)] = n_variants.get((model, dataset, recipe), 0) + 1
+    groups = []
+    for (model, dataset, recipe, digest), members in by_key.items():
+        if n_variants[(model, dataset, recipe)] > 1 and not recipe.startswith("cfg-"):
+            recipe = f"{recipe}+cfg-{digest}"
+        members.sort(key=lambda r: (str(r.results.get("seed")), str(r.path)))
+        groups.append(Group(model, dataset, recipe, members))
+    return sorted(groups, key=lambda g: (g.model, g.dataset, g.recipe))
+
+
+# Metric names of paper_results, most preferred first; "err" figures are turned into accuracy.
+_METRIC_PREFERENCE = ["top1_err", "test_err", "err", "top1_err_1crop", "top1_err_10crop", "top1", "acc"]
+
+
+def paper_accuracy(model: str, dataset: str) -> tuple[float, str] | None:
+    """Returns the paper's top-1 accuracy (%) for ``model`` on ``dataset`` and the metadata key it
+    comes from, or ``None`` when the metadata has no such figure (or the model is not registered).
+
+    ``paper_results`` keys look like ``"<dataset>[_split]/<metric>"``; ``imagenet_val/top1_err`` serves
+    ``imagenet``. Error figures become accuracy = 100 - error.
+    """
+    from zoo._registry import UnknownModelError, model_info
+
+    try:
+        results = model_info(model).paper_results
+    except UnknownModelError:
+        return None
+    candidates: dict[str, tuple[float, str]] = {}
+    for key, value in results.items():
+        ds, _, metric = key.partition("/")
+        if ds != dataset and not ds.startswith(dataset + "_"):
+            continue
+        if ds != dataset and not ds.endswith(("_val", "_test")):
+            continue  # another setting of the dataset (resolution, pretraining), not this recipe
+        if metric in _METRIC_PREFERENCE and metric not in candidates:
+            acc = 100.0 - float(value) if "err" in metric else float(value)
+            candidates[metric] = (acc, key)
+    for metric in _METRIC_PREFERENCE:
+        if metric in candidates:
+            return candidates[metric]
+    return None
+
+
+def verdict(ours: float, std: float, paper: float | None) -> str:
+    """Returns "within noise" when ``|ours - paper| <= max(2 std, 0.3)`` points, else "off by X pts";
+    "—" without a paper figure."""
+    if paper is None:
+        return "—"
+    diff = ours - paper
+    if abs(diff) <= max(2.0 * std, NOISE_FLOOR):
+        return "within noise"
+    return f"off by {abs(diff):.2f} pts"
+
+
+def _hardware(results: dict[str, Any]) -> str:
+    hw = results.get("hardware") or {}
+    text = str(hw.get("cpu") or "?")
+    if hw.get("torch_threads") is not None:
+        text += f", {hw['torch_threads']} thread{'s' if hw['torch_threads'] != 1 else ''}"
+    if hw.get("cpu_count") is not None:
+        text += f" of {hw['cpu_count']} cores"
+    if hw.get("gpu"):
+        text = ", ".join(hw["gpu"]) + f" (+ {text})"
+    return text
+
+
+_SEED = re.compile(r"(^|\s)seed=\S+")
+
+
+def _command(group: Group) -> str:
+    """The command that reproduces the group: one run's command, or a multirun over its seeds."""
+    commands = [str(r.results.get("command") or "") for r in group.runs]
+    seeds = [r.results.get("seed") for r in group.runs]
+    if len(set(commands)) == 1:
+        return commands[0]
+    stripped = {_SEED.sub("", c).strip() for c in commands}
+    if len(stripped) == 1 and len(set(map(str, seeds))) == len(seeds):
+        base = stripped.pop()
+        if base.startswith("python train.py"):
+            base = "python train.py -m" + base[len("python train.py"):]
+        return f"{base} seed={','.join(str(s) for s in seeds)}"
+    return commands[0] + f"  (and {len(commands) - 1} more)"
+
+
+def _macs(model: str) -> tuple[int | None, str]:
+    from zoo._registry import UnknownModelError, model_info
+
+    try:
+        info = model_info(model)
+    except UnknownModelError:
+        return None, ""
+    return info.macs, "x".join(str(s) for s in info.input_size)
+
+
+def report_rows(groups: Iterable[Group]) -> list[dict[str, Any]]:
+    """Returns one row per group with the columns of :data:`CSV_COLUMNS`; groups whose runs have no
+    test accuracy are left out with a warning."""
+    rows = []
+    for g in groups:
+        accs = [r.acc for r in g.runs if r.acc is not None]
+        if not accs:
+            log.warning("no test accuracy in the runs of %s / %s / %s; left out", g.model, g.dataset, g.recipe)
+            continue
+        mean = statistics.fmean(accs)
+        std = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        paper = paper_accuracy(g.model, g.dataset)
+        macs, macs_input = _macs(g.model)
+        first = g.runs[0].results
+        params = first.get("params")
+        secs = [float(r.results["train_seconds"]) for r in g.runs if r.results.get("train_seconds") is not None]
+        epochs = sorted({int(r.results["epochs"]) for r in g.runs if r.results.get("epochs") is not None})
+        rows.append({
+            "model": g.model, "dataset": g.dataset, "recipe": g.recipe,
+            "params": params, "macs": macs, "macs_input": macs_input,
+            "ours_mean": round(mean, 4), "ours_std": round(std, 4) if len(accs) > 1 else None,
+            "n_runs": len(accs), "seeds": ",".join(str(r.results.get("seed")) for r in g.runs),
+            "paper": None if paper is None else round(paper[0], 4),
+            "paper_metric": None if paper is None else paper[1],
+            "diff": None if paper is None else round(mean - paper[0], 4),
+            "verdict": verdict(mean, std, None if paper is None else paper[0]),
+            "epochs": "/".join(map(str, epochs)),
+            "wall_seconds": round(statistics.fmean(secs), 1) if secs else None,
+            "hardware": " / ".join(sorted({_hardware(r.results) for r in g.runs})),
+            "command": _command(g),
+        })
+    return rows
+
+
+def _needs(dataset: str, name: str) -> str:
+    if dataset in ("imagenet", "imagefolder") or name.endswith("_imagenet"):
+        return "needs ImageNet on disk (data.root=/path/to/imagenet); GPU advised"
+    if dataset in ("mnist", "digits", "fashion_mnist", "kmnist"):
+        return "not run yet (CPU is enough)"
+    return f"needs {dataset.upper().replace('CIFAR', 'CIFAR-')} on disk; GPU advised"
+
+
+def pending_presets(configs_dir: str | Path, groups: Iterable[Group]) -> list[dict[str, Any]]:
+    """Returns the experiment presets of ``configs_dir/experiment`` that no group was run with.
+
+    Each row has ``experiment``, ``model``, ``dataset``, ``paper``, ``paper_metric``, ``epochs``,
+    ``needs`` and ``command``.
+    """
+    from omegaconf import OmegaConf
+
+    exp_dir = Path(configs_dir) / "experiment"
+    if not exp_dir.is_dir():
+        return []
+    done = {g.recipe.split("+cfg-")[0] for g in groups}
+    rows = []
+    for f in sorted(exp_dir.glob("*.yaml")):
+        name = f.stem
+        if name in done:
+            continue
+        try:
+            cfg = OmegaConf.to_container(OmegaConf.load(f))
+        except Exception as e:  # a broken preset should not stop the report
+            log.warning("skipping preset %s: %s", f, e)
+            continue
+        choice: dict[str, str] = {}
+        for entry in cfg.get("defaults") or []:
+            if isinstance(entry, dict):
+                for k, v in entry.items():
+                    choice[k.replace("override", "").strip().lstrip("/")] = str(v)
+        model = choice.get("model", "?")
+        dataset = choice.get("data", "?")
+        if dataset == "imagefolder" and name.endswith("_imagenet"):
+            dataset = "imagenet"
+        paper = paper_accuracy(model, dataset)
+        rows.append({
+            "experiment": name, "model": model, "dataset": dataset,
+            "paper": None if paper is None else round(paper[0], 4),
+            "paper_metric": None if paper is None else paper[1],
+            "epochs": (cfg.get("trainer") or {}).get("max_epochs"),
+            "needs": _needs(dataset, name),
+            "command": f"python train.py experiment={name}",
+        })
+    return rows
+
+
+def _num(n: int | None) -> str:
+    if n is None:
+        return "—"
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{suffix}"
+    return str(n)
+
+
+def _duration(s: float | None) -> str:
+    if s is None:
+        return "—"
+    s = int(round(s))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h {m:02d}m" if h else (f"{m}m {sec:02d}s" if m else f"{sec}s")
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(rows: Sequence[dict[str, Any]], pending: Sequence[dict[str, Any]] = ()) -> str:
+    """Renders the report rows (and the presets still to run) as Markdown tables."""
+    head = ["Model", "Dataset", "Recipe", "Params", "MACs", "Ours (top-1 %)", "n", "Paper (top-1 %)", "Δ",
+            "Verdict", "Epochs", "Wall time", "Hardware", "Command"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        ours = f"{r['ours_mean']:.2f}" + (f" ± {r['ours_std']:.2f}" if r["ours_std"] is not None else "")
+        paper = "—" if r["paper"] is None else f"{r['paper']:.2f}"
+        diff = "—" if r["diff"] is None else f"{r['diff']:+.2f}"
+        macs = "—" if r["macs"] is None else f"{_num(r['macs'])} @{r['macs_input']}"
+        cells = [r["model"], r["dataset"], r["recipe"], _num(r["params"]), macs, ours, r["n_runs"], paper, diff,
+                 r["verdict"], r["epochs"], _duration(r["wall_seconds"]), r["hardware"], f"`{r['command']}`"]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    if not rows:
+        lines.append("| " + " | ".join(["(no finished runs)"] + [""] * (len(head) - 1)) + " |")
+    out = "\n".join(lines) + "\n"
+    out += ("\nOurs: test top-1 accuracy on the best validation checkpoint, mean ± sample std over seeds "
+            f"(n runs). Verdict: within noise when |Δ| ≤ max(2 std, {NOISE_FLOOR}) points. Params of the "
+            "trained network; MACs from the model's metadata at its default input (C x H x W).\n")
+    if pending:
+        out += "\nNot measured yet: these presets carry no number until a run is made.\n\n"
+        out += "| Experiment | Model | Dataset | Paper (top-1 %) | Epochs | Needs | Command |\n"
+        out += "|---|---|---|---|---|---|---|\n"
+        for p in pending:
+            paper = "—" if p["paper"] is None else f"{p['paper']:.2f}"
+            cells = [p["experiment"], p["model"], p["dataset"], paper, p["epochs"] if p["epochs"] is not None else "—",
+                     p["needs"], f"`{p['command']}`"]
+            out += "| " + " | ".join(_cell(c) for c in cells) + " |\n"
+    return out
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Writes the report rows with the columns of :data:`CSV_COLUMNS`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: ("" if r.get(k) is None else r[k]) for k in CSV_COLUMNS})
+    return path
+
+
+def _val_curve(run_dir: Path) -> tuple[list[float], list[float]]:
+    """Returns (epochs, val/acc in %) from the run's CSV logs (every ``csv/**/metrics.csv``)."""
+    points: dict[float, float] = {}
+    for f in sorted(run_dir.glob("csv/**/metrics.csv")):
+        with f.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                acc, epoch = row.get("val/acc"), row.get("epoch")
+                if acc and epoch:
+                    points[float(epoch)] = 100.0 * float(acc)
+    xs = sorted(points)
+    return xs, [points[x] for x in xs]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def write_plots(groups: Sequence[Group], rows: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Path]:
+    """Draws validation-accuracy curves (one PNG per group, one line per run) and accuracy against
+    parameters and against MACs. Skipped with a warning when matplotlib is missing.
+
+    Returns:
+        The files written.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed; no plots (pip install matplotlib)")
+        return []
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for g in groups:
+        curves = [(r, *_val_curve(r.path)) for r in g.runs]
+        curves = [c for c in curves if c[1]]
+        if not curves:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for run, xs, ys in curves:
+            ax.plot(xs, ys, marker="o", ms=3, label=f"seed {run.results.get('seed')}")
+        ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title=f"{g.model} / {g.dataset} / {g.recipe}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        path = out_dir / f"val_acc_{_slug(g.model)}_{_slug(g.dataset)}_{_slug(g.recipe)}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    for key, label in (("params", "parameters"), ("macs", "MACs (default input)")):
+        pts = [r for r in rows if r.get(key)]
+        if not pts:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for dataset in sorted({r["dataset"] for r in pts}):
+            sel = [r for r in pts if r["dataset"] == dataset]
+            ax.errorbar([r[key] for r in sel], [r["ours_mean"] for r in sel],
+                        yerr=[r["ours_std"] or 0.0 for r in sel], fmt="o", capsize=3, label=dataset)
+            for r in sel:
+                ax.annotate(r["model"], (r[key], r["ours_mean"]), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set(xlabel=label, ylabel="test accuracy (%)", title=f"accuracy vs {label}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        path = out_dir / f"acc_vs_{key}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def update_readme(readme: str | Path, table: str) -> None:
+    """Puts ``table`` into ``readme`` between the ``<!-- results:start -->`` / ``<!-- results:end -->``
+    markers, or in place of a line reading ``RESULTS_TABLE``; the markers are kept for the next run.
+
+    Raises:
+        ValueError: when the README has neither the markers nor the placeholder.
+    """
+    readme = Path(readme)
+    text = readme.read_text()
+    block = f"{README_START}\n<!-- generated by `python -m zoo.report`; do not edit by hand -->\n\n" \
+            f"{table.rstrip()}\n\n{README_END}"
+    if README_START in text and README_END in text:
+        start = text.index(README_START)
+        end = text.index(README_END, start) + len(README_END)
+        text = text[:start] + block + text[end:]
+    elif re.search(rf"^{README_PLACEHOLDER}$", text, flags=re.M):
+        text = re.sub(rf"^{README_PLACEHOLDER}$", lambda _: block, text, count=1, flags=re.M)
+    else:
+        raise ValueError(f"{readme}: no '{README_START}' ... '{README_END}' block and no "
+                         f"'{README_PLACEHOLDER}' line to replace")
+    readme.write_text(text)
+
+
+def _default_configs() -> Path:
+    return Path(__file__).resolve().parents[1] / "configs"
+
+
+def write_report(dirs: Sequence[str | Path], out: str | Path, configs_dir: str | Path | None = None,
+                 plots: bool = True) -> dict[str, Any]:
+    """Collects the runs below ``dirs`` and writes ``results.md``, ``results.csv`` and ``plots/`` in ``out``.
+
+    Returns:
+        ``{"rows", "pending", "markdown", "files"}``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    groups = group_runs(find_runs(dirs))
+    rows = report_rows(groups)
+    pending = pending_presets(configs_dir if configs_dir is not None else _default_configs(), groups)
+    md = to_markdown(rows, pending)
+    (out / "results.md").write_text(md)
+    files = [out / "results.md", write_csv(rows, out / "results.csv")]
+    if plots:
+        files += write_plots(groups, rows, out / "plots")
+    log.info("%d runs in %d groups; %d presets not run", sum(len(g.runs) for g in groups), len(rows), len(pending))
+    return {"rows": rows, "pending": pending, "markdown": md, "files": files}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: ``python -m zoo.report <dir>... [--out DIR] [--readme README.md]``."""
+    parser = argparse.ArgumentParser(prog="python -m zoo.report", description=__doc__.splitlines()[0])
+    parser.add_argument("dirs", nargs="+", help="folders searched for results.json")
+    parser.add_argument("--out", default=None, help="output folder (default: <first dir>/report)")
+    parser.add_argument("--readme", default=None, help="README to update between the results markers")
+    parser.add_argument("--configs", default=None, help="configs folder with experiment/ (default: the project's)")
+    parser.add_argument("--no-plots", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    out = Path(args.out) if args.out else Path(args.dirs[0]) / "report"
+    result = write_report(args.dirs, out, args.configs, plots=not args.no_plots)
+    if args.readme:
+        update_readme(args.readme, result["markdown"])
+        print(f"updated {args.readme}")
+    for f in result["files"]:
+        print(f"wrote {f}")
+
+
+if __name__ == "__main__":
+    main()
