@@ -51,6 +51,7 @@ import torch.nn as nn
 
 from zoo._registry import Paper, register_model
 from zoo.layers.conv import ConvBNAct, DepthwiseSeparableConv2d
+from zoo.layers.init import kaiming_fan_out_init
 
 __all__ = ["MobileNetV1", "mobilenet_v1", "mobilenet_v1_x0_75", "mobilenet_v1_x0_5", "mobilenet_v1_x0_25"]
 
@@ -109,15 +110,7 @@ class MobileNetV1(nn.Module):
     def _init_weights(self) -> None:
         """He-normal (fan-out) convolutions (He et al. 2015, arXiv:1502.01852), unit BatchNorm,
         N(0, 0.01) classifier with zero bias."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        kaiming_fan_out_init(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` image -> ``(B, 1024 alpha, H/32, W/32)`` feature map."""

@@ -88,6 +88,7 @@ import torch.nn.functional as F
 from zoo._registry import Paper, register_model
 from zoo.interop import register_torchvision
 from zoo.layers.conv import ConvBNAct, channel_shuffle
+from zoo.layers.init import kaiming_fan_out_init
 
 __all__ = [
     "ShuffleV1Unit",
@@ -129,20 +130,6 @@ V2_CHANNELS: dict[str, tuple[tuple[int, int, int], int]] = {
     "1.5": ((176, 352, 704), 1024),
     "2.0": ((244, 488, 976), 2048),
 }
-
-
-def _init_weights(model: nn.Module) -> None:
-    """He-normal (fan-out) convolutions (He et al. 2015, arXiv:1502.01852), unit BatchNorm,
-    N(0, 0.01) classifier with zero bias."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.zeros_(m.bias)
 
 
 class ShuffleV1Unit(nn.Module):
@@ -230,8 +217,9 @@ class ShuffleNetV1(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """See :func:`_init_weights` (He et al. 2015)."""
-        _init_weights(self)
+        """He-normal (fan-out) convolutions (He et al. 2015, arXiv:1502.01852), unit BatchNorm,
+        N(0, 0.01) classifier; see :func:`zoo.layers.init.kaiming_fan_out_init`."""
+        kaiming_fan_out_init(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` image -> ``(B, C_4, H/32, W/32)`` feature map."""
@@ -317,8 +305,9 @@ class ShuffleNetV2(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """See :func:`_init_weights` (He et al. 2015)."""
-        _init_weights(self)
+        """He-normal (fan-out) convolutions (He et al. 2015, arXiv:1502.01852), unit BatchNorm,
+        N(0, 0.01) classifier; see :func:`zoo.layers.init.kaiming_fan_out_init`."""
+        kaiming_fan_out_init(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` image -> ``(B, head_channels, H/32, W/32)`` feature map."""
