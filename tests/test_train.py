@@ -279,3 +279,29 @@ def test_missing_dataset_names_folder_files_and_fix(tmp_path):
         train(cfg)
     msg = str(err.value)
     assert str(tmp_path / "nowhere") in msg and "train-images-idx3-ubyte" in msg and "download" in msg
+
+
+# ---------------------------------------------------------------------------- the command line
+
+
+def _cli(tmp_path: Path, *args: str) -> "subprocess.CompletedProcess[str]":
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args, f"paths.log_dir={tmp_path}"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+
+
+def test_cli_multirun_writes_one_results_json_per_seed(tmp_path):
+    out = _cli(tmp_path, "-m", "debug=fdr", "seed=0,1")
+    assert out.returncode == 0, out.stderr[-2000:]
+    results = sorted(tmp_path.glob("debug/multiruns/*/*/results.json"))
+    assert [json.loads(p.read_text())["seed"] for p in results] == [0, 1]
+    assert out.stdout.count("test/acc: ") == 2 and out.stdout.count("run dir: ") == 2
+
+
+def test_cli_bad_input_exits_with_the_message(tmp_path):
+    out = _cli(tmp_path, "model=lenet5", "data.image_size=28")
+    assert out.returncode == 2
+    assert "input too small for lenet5" in out.stderr and "features.c5" in out.stderr
