@@ -372,6 +372,7 @@ def test_missing_dataset_reports_the_download_error(tmp_path, monkeypatch):
                            "<urlopen error [Errno -2] Name or service not known>")
 
     monkeypatch.setattr(tvd.MNIST, "download", offline)
+    # download is on, but torchvision's download method is the offline stub above: nothing leaves the machine.
     dm = create_datamodule("kmnist", root=tmp_path, download=True)
     with pytest.raises(DatasetNotFoundError) as info:
         dm.prepare_data()
