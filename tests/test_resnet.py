@@ -12,6 +12,7 @@ import torch.nn as nn
 import torchvision
 
 import zoo
+from hydra_helpers import make_cfg
 from zoo.models.resnet import BasicBlock, Bottleneck, ResNet, ZeroPadShortcut
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -294,24 +295,6 @@ def test_from_torchvision_reads_class_count():
 # --------------------------------------------------------------------------- the paper's CIFAR-10 recipe
 
 
-def _compose(tmp_path: Path, overrides: list[str]):
-    """Composes configs/train.yaml as ``python train.py <overrides>`` would, writing into ``tmp_path``."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    os.environ.setdefault("ZOO_ROOT", str(ROOT))
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path)
-        cfg.paths.log_dir = str(tmp_path.parent)
-        cfg.trainer.accelerator = "cpu"
-        del cfg.hydra
-    return cfg
-
-
 def _lr_trajectory(cfg, steps_per_epoch: int, epochs: int) -> tuple[list[float], list[float]]:
     """Learning rates under the configured warmup and schedule.
 
@@ -352,7 +335,7 @@ def test_cifar10_recipes_follow_the_paper(tmp_path, cifar10_root):
 
     steps_per_epoch = math.ceil(45_000 / 128)  # 352 on the 45k/5k split
     for name in CIFAR:
-        cfg = _compose(tmp_path, [f"experiment={name}_cifar10", f"data.root={cifar10_root}"])
+        cfg = make_cfg(tmp_path, [f"experiment={name}_cifar10", f"data.root={cifar10_root}"])
         assert cfg.model.name == name and cfg.data._target_.endswith("CIFAR10DataModule")
         assert (cfg.data.batch_size, cfg.data.augment, cfg.data.val_size) == (128, "pad_crop_flip", 5000)
         assert cfg.optim._target_ == "torch.optim.SGD"
@@ -370,7 +353,7 @@ def test_cifar10_recipes_follow_the_paper(tmp_path, cifar10_root):
 @pytest.mark.parametrize("name", ["resnet20", "resnet110"])
 def test_cifar10_recipe_lr_schedule(tmp_path, name):
     """lr 0.1 (ResNet-110: 0.01 for 400 iterations first), /10 after epochs 91 and 136."""
-    cfg = _compose(tmp_path, [f"experiment={name}_cifar10"])
+    cfg = make_cfg(tmp_path, [f"experiment={name}_cifar10"])
     step_lrs, epoch_lrs = _lr_trajectory(cfg, steps_per_epoch=352, epochs=140)
     first = 0.01 if name == "resnet110" else 0.1
     assert step_lrs[0] == pytest.approx(first) and step_lrs[399] == pytest.approx(first)
@@ -384,7 +367,7 @@ def test_cifar10_recipe_fast_dev_run(tmp_path, cifar10_root, name):
     """The recipe runs end to end (one train/val/test batch) on CIFAR-10 files in the real pickle format."""
     from zoo.training import train
 
-    cfg = _compose(tmp_path, [f"experiment={name}_cifar10", "debug=fdr", f"data.root={cifar10_root}",
+    cfg = make_cfg(tmp_path, [f"experiment={name}_cifar10", "debug=fdr", f"data.root={cifar10_root}",
                               "data.val_size=16", "data.verify_checksums=false",
                               "data.batch_size=8", "data.eval_batch_size=8"])
     res = train(cfg)

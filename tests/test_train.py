@@ -9,30 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
 
 import zoo
+from hydra_helpers import CONFIGS, ROOT, make_cfg
 from zoo.training import CheckpointError, ClassificationModule, train
 from zoo.training.checkpoint import AtomicCheckpointIO
-
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
-os.environ.setdefault("ZOO_ROOT", str(ROOT))
-
-
-def make_cfg(tmp_path: Path, overrides: list[str]) -> DictConfig:
-    """Composes configs/train.yaml as `python train.py <overrides>` would, writing into tmp_path."""
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path)
-        cfg.paths.log_dir = str(tmp_path.parent)
-        cfg.trainer.accelerator = "cpu"
-        del cfg.hydra
-    return cfg
 
 
 def options(group: str) -> list[str]:

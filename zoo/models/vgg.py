@@ -242,6 +242,22 @@ class VGG(nn.Module):
 
 def _vgg(config: str, batch_norm: bool, num_classes: int, in_chans: int, dropout: float,
          small_input: bool, head: str, image_size: int | None, **kwargs: Any) -> VGG:
+    """Builds a Table-1 configuration; every registered ``vgg*`` builder takes these options.
+
+    Args:
+        config: key of :data:`VGG_CFGS` (``"A"``, ``"A-LRN"``, ``"B"``, ``"C"``, ``"D"``, ``"E"``).
+        batch_norm: batch norm after every conv (torchvision's ``_bn`` variants; not in the paper).
+        num_classes: output classes.
+        in_chans: input channels.
+        dropout: dropout after fc6 and fc7 (paper: 0.5).
+        small_input: drop the fifth max-pool for 28/32-px inputs; fc6 sized from the real map.
+        head: ``"fc"`` (paper) or ``"gap"``.
+        image_size: input side the FC head is sized for (224, or 32 with ``small_input``).
+        **kwargs: further :class:`VGG` options (``fc_width``).
+
+    Returns:
+        The model.
+    """
     if image_size is None:
         image_size = 32 if small_input else 224
     return VGG(VGG_CFGS[config], num_classes=num_classes, in_chans=in_chans, batch_norm=batch_norm,
@@ -259,17 +275,7 @@ def vgg11(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5, s
           head: str = "fc", image_size: int | None = None, **kwargs: Any) -> VGG:
     """VGG configuration A (11 weight layers), 132,863,336 parameters.
 
-    Args:
-        num_classes: output classes.
-        in_chans: input channels.
-        dropout: dropout after fc6 and fc7 (paper: 0.5).
-        small_input: drop the fifth max-pool for 28/32-px inputs; fc6 sized from the real map.
-        head: ``"fc"`` (paper) or ``"gap"``.
-        image_size: input side the FC head is sized for (224, or 32 with ``small_input``).
-        **kwargs: further :class:`VGG` options (``fc_width``).
-
-    Returns:
-        The model.
+    Options: see :func:`_vgg`.
     """
     return _vgg("A", False, num_classes, in_chans, dropout, small_input, head, image_size, **kwargs)
 
@@ -283,17 +289,7 @@ def vgg11_lrn(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.
               head: str = "fc", image_size: int | None = None, **kwargs: Any) -> VGG:
     """VGG configuration A-LRN (A with local response normalisation after conv1), 132,863,336 parameters.
 
-    Args:
-        num_classes: output classes.
-        in_chans: input channels.
-        dropout: dropout after fc6 and fc7 (paper: 0.5).
-        small_input: drop the fifth max-pool for 28/32-px inputs; fc6 sized from the real map.
-        head: ``"fc"`` (paper) or ``"gap"``.
-        image_size: input side the FC head is sized for (224, or 32 with ``small_input``).
-        **kwargs: further :class:`VGG` options (``fc_width``).
-
-    Returns:
-        The model.
+    Options: see :func:`_vgg`.
     """
     return _vgg("A-LRN", False, num_classes, in_chans, dropout, small_input, head, image_size, **kwargs)
 
@@ -307,17 +303,7 @@ def vgg13(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5, s
           head: str = "fc", image_size: int | None = None, **kwargs: Any) -> VGG:
     """VGG configuration B (13 weight layers), 133,047,848 parameters.
 
-    Args:
-        num_classes: output classes.
-        in_chans: input channels.
-        dropout: dropout after fc6 and fc7 (paper: 0.5).
-        small_input: drop the fifth max-pool for 28/32-px inputs; fc6 sized from the real map.
-        head: ``"fc"`` (paper) or ``"gap"``.
-        image_size: input side the FC head is sized for (224, or 32 with ``small_input``).
-        **kwargs: further :class:`VGG` options (``fc_width``).
-
-    Returns:
-        The model.
+    Options: see :func:`_vgg`.
     """
     return _vgg("B", False, num_classes, in_chans, dropout, small_input, head, image_size, **kwargs)
 
@@ -332,17 +318,7 @@ def vgg16_1x1(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.
               head: str = "fc", image_size: int | None = None, **kwargs: Any) -> VGG:
     """VGG configuration C (16 weight layers, with 1x1 convolutions in blocks 3-5), 133,638,952 parameters.
 
-    Args:
-        num_classes: output classes.
-        in_chans: input channels.
-        dropout: dropout after fc6 and fc7 (paper: 0.5).
-        small_input: drop the fifth max-pool for 28/32-px inputs; fc6 sized from the real map.
-        head: ``"fc"`` (paper) or ``"gap"``.
-        image_size: input side the FC head is sized for (224, or 32 with ``small_input``).
-        **kwargs: further :class:`VGG` options (``fc_width``).
-
-    Returns:
-        The model.
+    Options: see :func:`_vgg`.
     """
     return _vgg("C", False, num_classes, in_chans, dropout, small_input, head, image_size, **kwargs)
 
@@ -357,17 +333,7 @@ def vgg16(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5, s
           head: str = "fc", image_size: int | None = None, **kwargs: Any) -> VGG:
     """VGG configuration D (16 weight layers), 138,357,544 parameters.
 
-    Args:
-        num_classes: output classes.
-        in_chans: input channels.
-        dropout: dropout after fc6 and fc7 (paper: 0.5).
-        small_input: drop the fifth max-pool for 28/32-px inputs; fc6 sized from the real map.
-        head: ``"fc"`` (paper) or ``"gap"``.
-        image_size: input side the FC head is sized for (224, or 32 with ``small_input``).
-        **kwargs: further :class:`VGG` options (``fc_width``).
-
-    Returns:
-        The model.
+    Options: see :func:`_vgg`.
     """
     return _vgg("D", False, num_classes, in_chans, dropout, small_input, head, image_size, **kwargs)
 
@@ -382,17 +348,7 @@ def vgg19(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5, s
           head: str = "fc", image_size: int | None = None, **kwargs: Any) -> VGG:
     """VGG configuration E (19 weight layers), 143,667,240 parameters.
 
-    Args:
-        num_classes: output classes.
-        in_chans: input channels.
-        dropout: dropout after fc6 and fc7 (paper: 0.5).
-        small_input: drop the fifth max-pool for 28/32-px inputs; fc6 sized from the real map.
-        head: ``"fc"`` (paper) or ``"gap"``.
-        image_size: input side the FC head is sized for (224, or 32 with ``small_input``).
-        **kwargs: further :class:`VGG` options (``fc_width``).
-
-    Returns:
-        The model.
+    Options: see :func:`_vgg`.
     """
     return _vgg("E", False, num_classes, in_chans, dropout, small_input, head, image_size, **kwargs)
 
@@ -405,17 +361,7 @@ def vgg11_bn(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5
              head: str = "fc", image_size: int | None = None, **kwargs: Any) -> VGG:
     """VGG A with batch normalisation (torchvision's ``vgg11_bn``).
 
-    Args:
-        num_classes: output classes.
-        in_chans: input channels.
-        dropout: dropout after fc6 and fc7 (paper: 0.5).
-        small_input: drop the fifth max-pool for 28/32-px inputs; fc6 sized from the real map.
-        head: ``"fc"`` (paper) or ``"gap"``.
-        image_size: input side the FC head is sized for (224, or 32 with ``small_input``).
-        **kwargs: further :class:`VGG` options (``fc_width``).
-
-    Returns:
-        The model.
+    Options: see :func:`_vgg`.
     """
     return _vgg("A", True, num_classes, in_chans, dropout, small_input, head, image_size, **kwargs)
 
@@ -428,17 +374,7 @@ def vgg13_bn(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5
              head: str = "fc", image_size: int | None = None, **kwargs: Any) -> VGG:
     """VGG B with batch normalisation (torchvision's ``vgg13_bn``).
 
-    Args:
-        num_classes: output classes.
-        in_chans: input channels.
-        dropout: dropout after fc6 and fc7 (paper: 0.5).
-        small_input: drop the fifth max-pool for 28/32-px inputs; fc6 sized from the real map.
-        head: ``"fc"`` (paper) or ``"gap"``.
-        image_size: input side the FC head is sized for (224, or 32 with ``small_input``).
-        **kwargs: further :class:`VGG` options (``fc_width``).
-
-    Returns:
-        The model.
+    Options: see :func:`_vgg`.
     """
     return _vgg("B", True, num_classes, in_chans, dropout, small_input, head, image_size, **kwargs)
 
@@ -451,17 +387,7 @@ def vgg16_bn(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5
              head: str = "fc", image_size: int | None = None, **kwargs: Any) -> VGG:
     """VGG D with batch normalisation (torchvision's ``vgg16_bn``).
 
-    Args:
-        num_classes: output classes.
-        in_chans: input channels.
-        dropout: dropout after fc6 and fc7 (paper: 0.5).
-        small_input: drop the fifth max-pool for 28/32-px inputs; fc6 sized from the real map.
-        head: ``"fc"`` (paper) or ``"gap"``.
-        image_size: input side the FC head is sized for (224, or 32 with ``small_input``).
-        **kwargs: further :class:`VGG` options (``fc_width``).
-
-    Returns:
-        The model.
+    Options: see :func:`_vgg`.
     """
     return _vgg("D", True, num_classes, in_chans, dropout, small_input, head, image_size, **kwargs)
 
@@ -474,17 +400,7 @@ def vgg19_bn(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5
              head: str = "fc", image_size: int | None = None, **kwargs: Any) -> VGG:
     """VGG E with batch normalisation (torchvision's ``vgg19_bn``).
 
-    Args:
-        num_classes: output classes.
-        in_chans: input channels.
-        dropout: dropout after fc6 and fc7 (paper: 0.5).
-        small_input: drop the fifth max-pool for 28/32-px inputs; fc6 sized from the real map.
-        head: ``"fc"`` (paper) or ``"gap"``.
-        image_size: input side the FC head is sized for (224, or 32 with ``small_input``).
-        **kwargs: further :class:`VGG` options (``fc_width``).
-
-    Returns:
-        The model.
+    Options: see :func:`_vgg`.
     """
     return _vgg("E", True, num_classes, in_chans, dropout, small_input, head, image_size, **kwargs)
 
