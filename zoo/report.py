@@ -36,7 +36,7 @@ from typing import Any, Iterable, Sequence
 
 __all__ = [
     "Run", "Group", "find_runs", "config_hash", "recipe_of", "group_runs", "paper_accuracy", "verdict", "report_rows",
-    "pending_presets", "to_markdown", "write_csv", "write_plots", "update_readme", "write_report", "main",
+    "pending_presets", "read_presets", "CPU_DATASETS", "to_markdown", "write_csv", "write_plots", "update_readme", "write_report", "main",
 ]
 
 log = logging.getLogger(__name__)
@@ -297,31 +297,33 @@ def report_rows(groups: Iterable[Group]) -> list[dict[str, Any]]:
     return rows
 
 
+# Data small enough to train on a CPU in minutes: their presets are run for the README table.
+CPU_DATASETS = ("digits", "mnist", "fashion_mnist", "kmnist")
+
+
 def _needs(dataset: str, name: str) -> str:
     if dataset in ("imagenet", "imagefolder") or name.endswith("_imagenet"):
         return "needs ImageNet on disk (data.root=/path/to/imagenet); GPU advised"
-    if dataset in ("mnist", "digits", "fashion_mnist", "kmnist"):
+    if dataset in CPU_DATASETS:
         return "not run yet (CPU is enough)"
     return f"needs {dataset.upper().replace('CIFAR', 'CIFAR-')} on disk; GPU advised"
 
 
-def pending_presets(configs_dir: str | Path, groups: Iterable[Group]) -> list[dict[str, Any]]:
-    """Returns the experiment presets of ``configs_dir/experiment`` that no group was run with.
+def read_presets(configs_dir: str | Path) -> list[dict[str, Any]]:
+    """Returns every experiment preset of ``configs_dir/experiment``, sorted by name.
 
-    Each row has ``experiment``, ``model``, ``dataset``, ``paper``, ``paper_metric``, ``epochs``,
-    ``needs`` and ``command``.
+    Each row has ``experiment``, ``model``, ``dataset`` (the preset's data choice; ``imagenet`` for
+    ``*_imagenet`` presets on ``imagefolder``), ``paper``, ``paper_metric``, ``epochs``, ``needs`` and
+    ``command``. Unreadable presets are skipped with a warning.
     """
     from omegaconf import OmegaConf
 
     exp_dir = Path(configs_dir) / "experiment"
     if not exp_dir.is_dir():
         return []
-    done = {g.recipe.split("+cfg-")[0] for g in groups}
     rows = []
     for f in sorted(exp_dir.glob("*.yaml")):
         name = f.stem
-        if name in done:
-            continue
         try:
             cfg = OmegaConf.to_container(OmegaConf.load(f))
         except Exception as e:  # a broken preset should not stop the report
@@ -346,6 +348,13 @@ def pending_presets(configs_dir: str | Path, groups: Iterable[Group]) -> list[di
             "command": f"python train.py experiment={name}",
         })
     return rows
+
+
+def pending_presets(configs_dir: str | Path, groups: Iterable[Group]) -> list[dict[str, Any]]:
+    """Returns the experiment presets of ``configs_dir/experiment`` that no group was run with
+    (rows as :func:`read_presets`)."""
+    done = {g.recipe.split("+cfg-")[0] for g in groups}
+    return [row for row in read_presets(configs_dir) if row["experiment"] not in done]
 
 
 def _num(n: int | None) -> str:

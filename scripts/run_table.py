@@ -1,0 +1,105 @@
+"""Runs the README results table: every CPU-trainable experiment preset over several seeds.
+
+A preset is CPU-trainable when its data is one of the small sets (digits, MNIST and its drop-ins); the
+others (CIFAR, ImageNet) are listed under the table by ``python -m zoo.report`` with the command to run
+them. Each preset becomes one Hydra multirun::
+
+    python train.py -m experiment=<name> seed=0,1,2 hydra.sweep.dir=results/runs/<name> hydra.sweep.subdir=seed${seed}
+
+so every run keeps its ``results.json``, metrics and resolved config under ``results/runs/<name>/seed<N>``
+(checkpoints are not kept in git). Seeds that already have a ``results.json`` are skipped, so an
+interrupted table resumes where it stopped. ``make results`` then regenerates the README table.
+
+Usage::
+
+    python scripts/run_table.py                          # every CPU preset, seeds 0,1,2
+    python scripts/run_table.py --only 'lenet5*' --seeds 0
+    python scripts/run_table.py --dry-run                # print the commands only
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from zoo.report import CPU_DATASETS, read_presets  # noqa: E402
+
+log = logging.getLogger("run_table")
+
+
+def missing_seeds(out_dir: Path, seeds: Sequence[int]) -> list[int]:
+    """Returns the seeds of ``seeds`` without a finished run (``seed<N>/results.json``) in ``out_dir``."""
+    return [s for s in seeds if not (out_dir / f"seed{s}" / "results.json").is_file()]
+
+
+def table_commands(configs_dir: Path, out_root: Path, seeds: Sequence[int], only: str = "*",
+                   data_root: str | None = None) -> list[list[str]]:
+    """Returns one ``train.py`` multirun command per CPU preset matching ``only`` that lacks a seed.
+
+    Args:
+        configs_dir: the configs folder holding ``experiment/``.
+        out_root: the folder of the table's runs (``<out_root>/<preset>/seed<N>``).
+        seeds: the seeds every preset is run with.
+        only: fnmatch pattern on preset names.
+        data_root: ``data.root`` for presets whose data is read from disk (not digits); ``None`` leaves
+            the config's default (``ZOO_DATA`` or ``<project>/data``).
+
+    Returns:
+        The commands, each a list of arguments starting with ``python train.py -m``.
+    """
+    commands = []
+    for preset in read_presets(configs_dir):
+        if preset["dataset"] not in CPU_DATASETS or not fnmatch.fnmatch(preset["experiment"], only):
+            continue
+        out_dir = out_root / preset["experiment"]
+        todo = missing_seeds(out_dir, seeds)
+        if not todo:
+            log.info("%s: seeds %s done", preset["experiment"], ",".join(map(str, seeds)))
+            continue
+        cmd = [sys.executable, "train.py", "-m", f"experiment={preset['experiment']}"]
+        if data_root is not None and preset["dataset"] != "digits":
+            cmd.append(f"data.root={data_root}")
+        cmd += ["callbacks.rich_progress_bar=null", f"seed={','.join(map(str, todo))}",
+                f"hydra.sweep.dir={out_dir}", "hydra.sweep.subdir=seed${seed}"]
+        commands.append(cmd)
+    return commands
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line; returns the exit code (non-zero when a run failed)."""
+    parser = argparse.ArgumentParser(prog="python scripts/run_table.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
+    parser.add_argument("--only", default="*", help="fnmatch pattern on preset names (default: all)")
+    parser.add_argument("--out", default="results/runs", help="folder of the table's runs")
+    parser.add_argument("--data-root", default=os.environ.get("ZOO_DATA"),
+                        help="data.root for MNIST-like presets (default: $ZOO_DATA, else the config's)")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    out_root = Path(args.out)
+    if not out_root.is_absolute():
+        out_root = (Path.cwd() / out_root).resolve()
+    failed = 0
+    for cmd in table_commands(ROOT / "configs", out_root, seeds, args.only, args.data_root):
+        log.info("$ %s", shlex.join(cmd))
+        if args.dry_run:
+            continue
+        if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+            log.error("failed: %s", shlex.join(cmd))
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
