@@ -114,6 +114,11 @@ def test_verdict_and_paper_figures():
     assert paper_accuracy("alexnet", "imagenet") == (pytest.approx(59.3), "imagenet_val/top1_err")
     assert paper_accuracy("resnet20", "cifar10") == (pytest.approx(91.25), "cifar10/top1_err")
     assert paper_accuracy("resnet20", "mnist") is None
+    # A recipe names the row it reproduces: VGG-16 with scale jittering (Table 3, 25.6% error).
+    assert paper_accuracy("vgg16", "imagenet") == (pytest.approx(73.0), "imagenet_val/top1_err")
+    assert paper_accuracy("vgg16", "imagenet", "imagenet_val/top1_err_jitter") == \
+        (pytest.approx(74.4), "imagenet_val/top1_err_jitter")
+    assert paper_accuracy("vgg16", "imagenet", "imagenet_val/no_such_figure") is None
     assert paper_accuracy("vit_l_16", "cifar10") is None  # a JFT-pretrained figure is another recipe
     assert paper_accuracy("no_such_model", "mnist") is None
 
@@ -155,6 +160,40 @@ def test_csv_markdown_plots_and_pending_presets(runs_root, tmp_path):
     assert {"acc_vs_params.png", "acc_vs_macs.png", "val_acc_lenet5_mnist_lenet5_mnist.png"} <= plots
     assert len([p for p in plots if p.startswith("val_acc_")]) == 3
     assert all((out / "plots" / p).stat().st_size > 1000 for p in plots)
+
+
+def test_presets_extend_siblings_and_name_their_paper_figure(tmp_path):
+    exp = tmp_path / "configs" / "experiment"
+    exp.mkdir(parents=True)
+    (exp / "vgg16_imagenet.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /model: vgg16\n  - override /data: imagefolder\n"
+        "trainer:\n  max_epochs: 74\npaper_result: imagenet_val/top1_err_jitter\n")
+    (exp / "vgg19_imagenet.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - vgg16_imagenet\n  - override /model: vgg19\n")
+    (exp / "vgg11_imagenet.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - vgg16_imagenet\n  - override /model: vgg11\n"
+        "trainer:\n  max_epochs: 60\npaper_result: imagenet_val/top1_err\n")
+    (exp / "loop_a.yaml").write_text("defaults:\n  - loop_b\n")
+    (exp / "loop_b.yaml").write_text("defaults:\n  - loop_a\n")
+    rows = {r["experiment"]: r for r in pending_presets(tmp_path / "configs", [])}
+    assert set(rows) == {"vgg11_imagenet", "vgg16_imagenet", "vgg19_imagenet"}  # the cycle is skipped
+    e = rows["vgg19_imagenet"]
+    assert (e["model"], e["dataset"], e["epochs"]) == ("vgg19", "imagenet", 74)
+    assert (e["paper"], e["paper_metric"]) == (pytest.approx(74.5), "imagenet_val/top1_err_jitter")
+    a = rows["vgg11_imagenet"]
+    assert (a["model"], a["epochs"], a["paper"]) == ("vgg11", 60, pytest.approx(70.4))
+
+
+def test_run_config_names_its_paper_figure(tmp_path):
+    for seed in (0, 1):
+        run = make_run(tmp_path, f"r{seed}", model="vgg16", data="imagefolder", experiment="vgg16_imagenet",
+                       seed=seed, acc=0.744)
+        results = json.loads((run / "results.json").read_text())
+        results["config"]["paper_result"] = "imagenet_val/top1_err_jitter"
+        (run / "results.json").write_text(json.dumps(results))
+    (row,) = report_rows(group_runs(find_runs([tmp_path])))
+    assert (row["dataset"], row["paper"], row["paper_metric"]) == ("imagenet", 74.4, "imagenet_val/top1_err_jitter")
+    assert row["verdict"] == "within noise"
 
 
 def test_pending_presets_without_configs(tmp_path):

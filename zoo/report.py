@@ -183,12 +183,13 @@ def group_runs(runs: Iterable[Run]) -> list[Group]:
 _METRIC_PREFERENCE = ["top1_err", "test_err", "err", "top1_err_1crop", "top1_err_10crop", "top1", "acc"]
 
 
-def paper_accuracy(model: str, dataset: str) -> tuple[float, str] | None:
+def paper_accuracy(model: str, dataset: str, key: str | None = None) -> tuple[float, str] | None:
     """Returns the paper's top-1 accuracy (%) for ``model`` on ``dataset`` and the metadata key it
     comes from, or ``None`` when the metadata has no such figure (or the model is not registered).
 
     ``paper_results`` keys look like ``"<dataset>[_split]/<metric>"``; ``imagenet_val/top1_err`` serves
-    ``imagenet``. Error figures become accuracy = 100 - error.
+    ``imagenet``. Error figures become accuracy = 100 - error. ``key`` names the figure explicitly (a
+    recipe's ``paper_result``, e.g. ``imagenet_val/top1_err_jitter``); an unknown key gives ``None``.
     """
     from zoo._registry import UnknownModelError, model_info
 
@@ -196,6 +197,12 @@ def paper_accuracy(model: str, dataset: str) -> tuple[float, str] | None:
         results = model_info(model).paper_results
     except UnknownModelError:
         return None
+    if key is not None:
+        if key not in results:
+            log.warning("%s has no paper figure %r (it has: %s)", model, key, ", ".join(results) or "none")
+            return None
+        metric = key.partition("/")[2]
+        return (100.0 - float(results[key]) if "err" in metric else float(results[key])), key
     candidates: dict[str, tuple[float, str]] = {}
     for key, value in results.items():
         ds, _, metric = key.partition("/")
@@ -274,7 +281,7 @@ def report_rows(groups: Iterable[Group]) -> list[dict[str, Any]]:
             continue
         mean = statistics.fmean(accs)
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        paper = paper_accuracy(g.model, g.dataset)
+        paper = paper_accuracy(g.model, g.dataset, (g.runs[0].results.get("config") or {}).get("paper_result"))
         macs, macs_input = _macs(g.model)
         first = g.runs[0].results
         params = first.get("params")
@@ -314,10 +321,9 @@ def read_presets(configs_dir: str | Path) -> list[dict[str, Any]]:
 
     Each row has ``experiment``, ``model``, ``dataset`` (the preset's data choice; ``imagenet`` for
     ``*_imagenet`` presets on ``imagefolder``), ``paper``, ``paper_metric``, ``epochs``, ``needs`` and
-    ``command``. Unreadable presets are skipped with a warning.
+    ``command``. A preset may extend a sibling (a plain name in its defaults list). Unreadable presets are
+    skipped with a warning.
     """
-    from omegaconf import OmegaConf
-
     exp_dir = Path(configs_dir) / "experiment"
     if not exp_dir.is_dir():
         return []
@@ -325,29 +331,51 @@ def read_presets(configs_dir: str | Path) -> list[dict[str, Any]]:
     for f in sorted(exp_dir.glob("*.yaml")):
         name = f.stem
         try:
-            cfg = OmegaConf.to_container(OmegaConf.load(f))
+            preset = _read_preset(exp_dir, name)
         except Exception as e:  # a broken preset should not stop the report
             log.warning("skipping preset %s: %s", f, e)
             continue
-        choice: dict[str, str] = {}
-        for entry in cfg.get("defaults") or []:
-            if isinstance(entry, dict):
-                for k, v in entry.items():
-                    choice[k.replace("override", "").strip().lstrip("/")] = str(v)
-        model = choice.get("model", "?")
-        dataset = choice.get("data", "?")
+        model = preset["choices"].get("model", "?")
+        dataset = preset["choices"].get("data", "?")
         if dataset == "imagefolder" and name.endswith("_imagenet"):
             dataset = "imagenet"
-        paper = paper_accuracy(model, dataset)
+        paper = paper_accuracy(model, dataset, preset["paper_result"])
         rows.append({
             "experiment": name, "model": model, "dataset": dataset,
             "paper": None if paper is None else round(paper[0], 4),
             "paper_metric": None if paper is None else paper[1],
-            "epochs": (cfg.get("trainer") or {}).get("max_epochs"),
+            "epochs": preset["epochs"],
             "needs": _needs(dataset, name),
             "command": f"python train.py experiment={name}",
         })
     return rows
+
+
+def _read_preset(exp_dir: Path, name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Reads the group choices, ``trainer.max_epochs`` and ``paper_result`` of one preset, following the
+    sibling presets it extends (plain names in its defaults list) before its own overrides."""
+    from omegaconf import OmegaConf
+
+    if name in _seen:
+        raise ValueError(f"presets extend each other in a cycle: {' -> '.join(_seen + (name,))}")
+    cfg = OmegaConf.to_container(OmegaConf.load(exp_dir / f"{name}.yaml"))
+    out: dict[str, Any] = {"choices": {}, "epochs": None, "paper_result": None}
+    own: dict[str, str] = {}
+    for entry in cfg.get("defaults") or []:
+        if isinstance(entry, str) and entry != "_self_":
+            parent = _read_preset(exp_dir, entry.split("/")[-1], _seen + (name,))
+            out["choices"].update(parent["choices"])
+            out["epochs"] = parent["epochs"]
+            out["paper_result"] = parent["paper_result"]
+        elif isinstance(entry, dict):
+            for k, v in entry.items():
+                own[k.replace("override", "").strip().lstrip("/")] = str(v)
+    out["choices"].update(own)
+    if (cfg.get("trainer") or {}).get("max_epochs") is not None:
+        out["epochs"] = cfg["trainer"]["max_epochs"]
+    if cfg.get("paper_result") is not None:
+        out["paper_result"] = cfg["paper_result"]
+    return out
 
 
 def pending_presets(configs_dir: str | Path, groups: Iterable[Group]) -> list[dict[str, Any]]:
