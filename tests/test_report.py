@@ -196,6 +196,23 @@ def test_run_config_names_its_paper_figure(tmp_path):
     assert row["verdict"] == "within noise"
 
 
+def test_top5_paper_figure_is_compared_with_top5(tmp_path):
+    """GoogLeNet's paper gives top-5 error only: its row compares test/acc5 and says so."""
+    for seed, acc5 in ((0, 0.90), (1, 0.898)):
+        run = make_run(tmp_path, f"g{seed}", model="googlenet", data="imagefolder", experiment="googlenet_imagenet",
+                       seed=seed, acc=0.70)
+        results = json.loads((run / "results.json").read_text())
+        results["test/acc5"] = acc5
+        results["config"]["paper_result"] = "imagenet_val/top5_err_1crop"
+        (run / "results.json").write_text(json.dumps(results))
+    rows = report_rows(group_runs(find_runs([tmp_path])))
+    (row,) = rows
+    assert row["ours_mean"] == pytest.approx(89.9) and row["paper"] == pytest.approx(89.93)
+    assert row["verdict"] == "within noise"
+    md = to_markdown(rows)
+    assert "| 89.90 ± 0.14 (top-5) | 2 | 89.93 (top-5) | -0.03 | within noise |" in md
+
+
 def test_pending_presets_without_configs(tmp_path):
     assert pending_presets(tmp_path / "nowhere", []) == []
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 __all__ = [
-    "Run", "Group", "find_runs", "config_hash", "recipe_of", "group_runs", "paper_accuracy", "verdict", "report_rows",
+    "Run", "Group", "find_runs", "config_hash", "recipe_of", "group_runs", "paper_accuracy", "is_top5", "verdict", "report_rows",
     "pending_presets", "read_presets", "CPU_DATASETS", "to_markdown", "write_csv", "write_plots", "update_readme", "write_report", "main",
 ]
 
@@ -83,6 +83,12 @@ class Run:
     def acc(self) -> float | None:
         """Test top-1 accuracy in percent, or ``None`` when the run has none."""
         acc = self.results.get("test/acc")
+        return None if acc is None else 100.0 * float(acc)
+
+    @property
+    def acc5(self) -> float | None:
+        """Test top-5 accuracy in percent, or ``None`` when the run has none."""
+        acc = self.results.get("test/acc5")
         return None if acc is None else 100.0 * float(acc)
 
 
@@ -219,6 +225,11 @@ def paper_accuracy(model: str, dataset: str, key: str | None = None) -> tuple[fl
     return None
 
 
+def is_top5(paper_metric: str | None) -> bool:
+    """Whether a ``paper_results`` key is a top-5 figure (compared with the runs' ``test/acc5``)."""
+    return paper_metric is not None and "top5" in paper_metric.partition("/")[2]
+
+
 def verdict(ours: float, std: float, paper: float | None) -> str:
     """Returns "within noise" when ``|ours - paper| <= max(2 std, 0.3)`` points, else "off by X pts";
     "—" without a paper figure."""
@@ -275,13 +286,14 @@ def report_rows(groups: Iterable[Group]) -> list[dict[str, Any]]:
     test accuracy are left out with a warning."""
     rows = []
     for g in groups:
-        accs = [r.acc for r in g.runs if r.acc is not None]
+        paper = paper_accuracy(g.model, g.dataset, (g.runs[0].results.get("config") or {}).get("paper_result"))
+        top5 = paper is not None and is_top5(paper[1])  # the paper gives top-5 only (GoogLeNet)
+        accs = [a for a in (r.acc5 if top5 else r.acc for r in g.runs) if a is not None]
         if not accs:
             log.warning("no test accuracy in the runs of %s / %s / %s; left out", g.model, g.dataset, g.recipe)
             continue
         mean = statistics.fmean(accs)
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        paper = paper_accuracy(g.model, g.dataset, (g.runs[0].results.get("config") or {}).get("paper_result"))
         macs, macs_input = _macs(g.model)
         first = g.runs[0].results
         params = first.get("params")
@@ -413,8 +425,9 @@ def to_markdown(rows: Sequence[dict[str, Any]], pending: Sequence[dict[str, Any]
             "Verdict", "Epochs", "Wall time", "Hardware", "Command"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
-        ours = f"{r['ours_mean']:.2f}" + (f" ± {r['ours_std']:.2f}" if r["ours_std"] is not None else "")
-        paper = "—" if r["paper"] is None else f"{r['paper']:.2f}"
+        tag = " (top-5)" if is_top5(r["paper_metric"]) else ""
+        ours = f"{r['ours_mean']:.2f}" + (f" ± {r['ours_std']:.2f}" if r["ours_std"] is not None else "") + tag
+        paper = "—" if r["paper"] is None else f"{r['paper']:.2f}{tag}"
         diff = "—" if r["diff"] is None else f"{r['diff']:+.2f}"
         macs = "—" if r["macs"] is None else f"{_num(r['macs'])} @{r['macs_input']}"
         cells = [r["model"], r["dataset"], r["recipe"], _num(r["params"]), macs, ours, r["n_runs"], paper, diff,
@@ -423,7 +436,8 @@ def to_markdown(rows: Sequence[dict[str, Any]], pending: Sequence[dict[str, Any]
     if not rows:
         lines.append("| " + " | ".join(["(no finished runs)"] + [""] * (len(head) - 1)) + " |")
     out = "\n".join(lines) + "\n"
-    out += ("\nOurs: test top-1 accuracy on the best validation checkpoint, mean ± sample std over seeds "
+    out += ("\nOurs: test top-1 accuracy on the best validation checkpoint (top-5 where the paper gives only "
+            "top-5), mean ± sample std over seeds "
             f"(n runs). Verdict: within noise when |Δ| ≤ max(2 std, {NOISE_FLOOR}) points. Params of the "
             "trained network; MACs from the model's metadata at its default input (C x H x W).\n")
     if pending:
@@ -431,7 +445,7 @@ def to_markdown(rows: Sequence[dict[str, Any]], pending: Sequence[dict[str, Any]
         out += "| Experiment | Model | Dataset | Paper (top-1 %) | Epochs | Needs | Command |\n"
         out += "|---|---|---|---|---|---|---|\n"
         for p in pending:
-            paper = "—" if p["paper"] is None else f"{p['paper']:.2f}"
+            paper = "—" if p["paper"] is None else f"{p['paper']:.2f}" + (" (top-5)" if is_top5(p["paper_metric"]) else "")
             cells = [p["experiment"], p["model"], p["dataset"], paper, p["epochs"] if p["epochs"] is not None else "—",
                      p["needs"], f"`{p['command']}`"]
             out += "| " + " | ".join(_cell(c) for c in cells) + " |\n"
