@@ -105,6 +105,35 @@ def test_seed_and_paths_do_not_split_a_recipe(tmp_path):
     assert len(recipes) == 2 and all(r.startswith("lenet5_mnist+cfg-") for r in recipes)
 
 
+def test_a_null_option_added_later_does_not_split_a_recipe(tmp_path):
+    """Runs made before a config gained ``paper_result: null`` (or any null option) group with later ones."""
+    make_run(tmp_path, "old", experiment="lenet5_mnist", seed=0)
+    new = make_run(tmp_path, "new", experiment="lenet5_mnist", seed=1)
+    results = json.loads((new / "results.json").read_text())
+    results["config"]["paper_result"] = None
+    results["config"]["trainer"]["gradient_clip_val"] = None
+    (new / "results.json").write_text(json.dumps(results))
+    (group,) = group_runs(find_runs([tmp_path]))
+    assert group.recipe == "lenet5_mnist" and len(group.runs) == 2
+
+
+def test_macs_are_those_of_the_trained_network(tmp_path):
+    """A run's MACs come from its own model config at its data's input size, not the ImageNet default."""
+    run = make_run(tmp_path, "g", model="googlenet_bn", data="digits", experiment="googlenet_bn_digits")
+    results = json.loads((run / "results.json").read_text())
+    results["config"]["model"] = {"_target_": "zoo.create_model", "name": "googlenet_bn", "num_classes": 10,
+                                  "in_chans": 1, "small_input": True}
+    results["config"]["data"].update(image_size=32, in_chans=1)
+    (run / "results.json").write_text(json.dumps(results))
+    (row,) = report_rows(group_runs(find_runs([tmp_path])))
+    import zoo
+    from zoo.profiling import count_macs
+
+    expected = count_macs(zoo.create_model("googlenet_bn", num_classes=10, in_chans=1, small_input=True), (1, 32, 32))
+    assert row["macs_input"] == "1x32x32" and row["macs"] == expected
+    assert row["macs"] != zoo.model_info("googlenet_bn").macs
+
+
 def test_verdict_and_paper_figures():
     assert verdict(90.0, 0.0, 90.25) == "within noise"  # the 0.3-point floor
     assert verdict(90.0, 0.5, 91.0) == "within noise"  # 2 std

@@ -13,8 +13,8 @@ seed and every path left out, so runs that differ only in seed fall into one gro
 one row: test top-1 accuracy as mean ± sample standard deviation over its runs, the paper's figure from
 the model's metadata (``paper_results``; errors are turned into accuracy = 100 - error), the difference,
 and a verdict: "within noise" when ``|ours - paper| <= max(2 std, 0.3)`` points, else "off by X pts".
-Parameters are those of the trained network (its ``num_classes`` and ``in_chans``); MACs are the
-registry's figure at the model's default input size, given with that size.
+Parameters and MACs are those of the trained network (its ``num_classes``, ``in_chans`` and layout),
+MACs counted on the meta device at the run's input size, given with that size.
 
 Experiment presets in ``configs/experiment/`` that have no run yet are listed below the table with the
 command to run them and what they need (ImageNet on disk, CIFAR-10 on disk and a GPU), and no number.
@@ -50,7 +50,8 @@ README_PLACEHOLDER = "RESULTS_TABLE"
 NOISE_FLOOR = 0.3  # points of accuracy
 
 # Config keys that do not change what is trained: paths, logging, the seed, resumption.
-_IGNORED_TOP = {"seed", "paths", "task_name", "ckpt_path", "logger", "callbacks", "hydra", "extras", "tags"}
+_IGNORED_TOP = {"seed", "paths", "task_name", "ckpt_path", "logger", "callbacks", "hydra", "extras", "tags",
+                "paper_result"}
 _IGNORED_ANYWHERE = {"root", "download", "num_workers", "default_root_dir", "save_dir", "dirpath",
                      "pin_memory", "persistent_workers"}
 
@@ -141,9 +142,11 @@ def find_runs(dirs: Iterable[str | Path]) -> list[Run]:
 
 
 def _strip(cfg: Any, top: bool = False) -> Any:
+    # A key set to null is the same recipe as the key absent: a new option with a null default does not
+    # split the runs made before it from those made after.
     if isinstance(cfg, dict):
         return {k: _strip(v) for k, v in sorted(cfg.items())
-                if k not in _IGNORED_ANYWHERE and not (top and k in _IGNORED_TOP)}
+                if v is not None and k not in _IGNORED_ANYWHERE and not (top and k in _IGNORED_TOP)}
     if isinstance(cfg, list):
         return [_strip(v) for v in cfg]
     return cfg
@@ -271,9 +274,31 @@ def _command(group: Group) -> str:
     return commands[0] + f"  (and {len(commands) - 1} more)"
 
 
-def _macs(model: str) -> tuple[int | None, str]:
+def _macs(model: str, results: dict[str, Any] | None = None) -> tuple[int | None, str]:
+    """MACs of one forward pass and the input they are counted at (``"CxHxW"``).
+
+    For a run, the network it trained, built from its config on the meta device, at the data's
+    ``in_chans`` x ``image_size``; otherwise (or when that fails) the registry's figure at the model's
+    default input.
+    """
     from zoo._registry import UnknownModelError, model_info
 
+    cfg = (results or {}).get("config") or {}
+    model_cfg, data_cfg = cfg.get("model") or {}, cfg.get("data") or {}
+    size, chans = data_cfg.get("image_size"), data_cfg.get("in_chans")
+    if model_cfg.get("_target_") and size and chans:
+        try:
+            import hydra
+            import torch
+
+            from zoo.profiling import count_macs
+
+            h, w = (size, size) if isinstance(size, int) else tuple(size)
+            with torch.device("meta"):
+                net = hydra.utils.instantiate(model_cfg)
+            return count_macs(net, (int(chans), int(h), int(w)), device="meta"), f"{chans}x{h}x{w}"
+        except Exception as e:  # an old or foreign config: fall back to the metadata
+            log.warning("could not count the MACs of %s from its run config (%s); using the metadata", model, e)
     try:
         info = model_info(model)
     except UnknownModelError:
@@ -294,7 +319,7 @@ def report_rows(groups: Iterable[Group]) -> list[dict[str, Any]]:
             continue
         mean = statistics.fmean(accs)
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        macs, macs_input = _macs(g.model)
+        macs, macs_input = _macs(g.model, g.runs[0].results)
         first = g.runs[0].results
         params = first.get("params")
         secs = [float(r.results["train_seconds"]) for r in g.runs if r.results.get("train_seconds") is not None]
@@ -438,8 +463,8 @@ def to_markdown(rows: Sequence[dict[str, Any]], pending: Sequence[dict[str, Any]
     out = "\n".join(lines) + "\n"
     out += ("\nOurs: test top-1 accuracy on the best validation checkpoint (top-5 where the paper gives only "
             "top-5), mean ± sample std over seeds "
-            f"(n runs). Verdict: within noise when |Δ| ≤ max(2 std, {NOISE_FLOOR}) points. Params of the "
-            "trained network; MACs from the model's metadata at its default input (C x H x W).\n")
+            f"(n runs). Verdict: within noise when |Δ| ≤ max(2 std, {NOISE_FLOOR}) points. Params and MACs "
+            "of the trained network, MACs at its training input (C x H x W).\n")
     if pending:
         out += "\nNot measured yet: these presets carry no number until a run is made.\n\n"
         out += "| Experiment | Model | Dataset | Paper (top-1 %) | Epochs | Needs | Command |\n"
@@ -515,7 +540,7 @@ def write_plots(groups: Sequence[Group], rows: Sequence[dict[str, Any]], out_dir
         fig.savefig(path, dpi=100)
         plt.close(fig)
         written.append(path)
-    for key, label in (("params", "parameters"), ("macs", "MACs (default input)")):
+    for key, label in (("params", "parameters"), ("macs", "MACs (training input)")):
         pts = [r for r in rows if r.get(key)]
         if not pts:
             continue
