@@ -180,6 +180,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         pl.seed_everything(int(cfg.seed), workers=True)
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    git_commit = _git_commit(Path(cfg.paths.root_dir))  # the code that runs, before anything can change it
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
     model: nn.Module = hydra.utils.instantiate(cfg.model)
@@ -231,7 +232,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "resumed_from": ckpt_path,
         "run_dir": str(out_dir),
         "command": _command(),
-        "git_commit": _git_commit(Path(cfg.paths.root_dir)),
+        "git_commit": git_commit,
         "versions": _versions(),
         "hardware": _hardware(),
         "device": str(module.device),
