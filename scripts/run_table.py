@@ -29,10 +29,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from zoo.report import CPU_DATASETS, read_presets
 
-from zoo.report import CPU_DATASETS, read_presets  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("run_table")
 

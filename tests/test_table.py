@@ -65,7 +65,7 @@ def test_runner_plans_cpu_presets_and_skips_finished_seeds(tmp_path):
     assert run_table.table_commands(configs, out, SEEDS, only="*_mnist") == []
 
 
-def test_runner_dry_run_prints_and_runs_nothing(tmp_path, capsys, caplog):
+def test_runner_dry_run_prints_and_runs_nothing(tmp_path, caplog):
     run_table = _runner()
     caplog.set_level("INFO")
     assert run_table.main(["--dry-run", "--only", "lenet5_digits", "--out", str(tmp_path)]) == 0

@@ -506,6 +506,16 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
+def _save(fig: Any, path: Path) -> Path:
+    """Writes a matplotlib figure as a 100-dpi PNG and frees it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def write_plots(groups: Sequence[Group], rows: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Path]:
     """Draws validation-accuracy curves (one PNG per group, one line per run) and accuracy against
     parameters and against MACs. Skipped with a warning when matplotlib is missing.
@@ -535,11 +545,7 @@ def write_plots(groups: Sequence[Group], rows: Sequence[dict[str, Any]], out_dir
         ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title=f"{g.model} / {g.dataset} / {g.recipe}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        path = out_dir / f"val_acc_{_slug(g.model)}_{_slug(g.dataset)}_{_slug(g.recipe)}.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, out_dir / f"val_acc_{_slug(g.model)}_{_slug(g.dataset)}_{_slug(g.recipe)}.png"))
     for key, label in (("params", "parameters"), ("macs", "MACs (training input)")):
         pts = [r for r in rows if r.get(key)]
         if not pts:
@@ -556,11 +562,7 @@ def write_plots(groups: Sequence[Group], rows: Sequence[dict[str, Any]], out_dir
         ax.set(xlabel=label, ylabel="test accuracy (%)", title=f"accuracy vs {label}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        path = out_dir / f"acc_vs_{key}.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, out_dir / f"acc_vs_{key}.png"))
     return written
 
 
