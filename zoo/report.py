@@ -11,7 +11,8 @@ skipped, as are ``fast_dev_run`` and ``debug`` runs). Runs are grouped by model,
 experiment preset's name, or for runs without a preset a short hash of the resolved config with the
 seed and every path left out, so runs that differ only in seed fall into one group. Each group gives
 one row: test top-1 accuracy as mean ± sample standard deviation over its runs, the paper's figure from
-the model's metadata (``paper_results``; errors are turned into accuracy = 100 - error), the difference,
+the model's metadata (``paper_results``; errors are turned into accuracy = 100 - error; a preset's
+``paper_result`` names the figure, and a top-5 figure is compared with top-5 accuracy), the difference,
 and a verdict: "within noise" when ``|ours - paper| <= max(2 std, 0.3)`` points, else "off by X pts".
 Parameters and MACs are those of the trained network (its ``num_classes``, ``in_chans`` and layout),
 MACs counted on the meta device at the run's input size, given with that size.
@@ -35,8 +36,9 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 __all__ = [
-    "Run", "Group", "find_runs", "config_hash", "recipe_of", "group_runs", "paper_accuracy", "is_top5", "verdict", "report_rows",
-    "pending_presets", "read_presets", "CPU_DATASETS", "to_markdown", "write_csv", "write_plots", "update_readme", "write_report", "main",
+    "Run", "Group", "CPU_DATASETS", "find_runs", "config_hash", "recipe_of", "group_runs", "paper_accuracy",
+    "is_top5", "verdict", "report_rows", "read_presets", "pending_presets", "to_markdown", "write_csv",
+    "write_plots", "update_readme", "write_report", "main",
 ]
 
 log = logging.getLogger(__name__)
