@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 import struct
 from pathlib import Path
 
@@ -31,6 +32,36 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # waiting on each other made them up to 100x slower (a digits epoch: 2.3 s vs
 # 0.013 s), and under pytest-xdist each worker already has its own core.
 torch.set_num_threads(int(os.environ.get("ZOO_TEST_THREADS", "1")))
+
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "", None}
+
+
+class NetworkBlocked(OSError):
+    """Raised when a test tries to reach another machine."""
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never reach the internet: resolving or connecting to any host but this machine raises
+    :class:`NetworkBlocked`, so a download a test triggers by mistake fails at once instead of going out."""
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def _host(address):
+        return address[0] if isinstance(address, tuple) else address
+
+    def connect(sock, address):
+        if sock.family != getattr(socket, "AF_UNIX", None) and _host(address) not in _LOCAL_HOSTS:
+            raise NetworkBlocked(f"tests must not reach the network (connect to {address!r})")
+        return real_connect(sock, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in _LOCAL_HOSTS:
+            raise NetworkBlocked(f"tests must not reach the network (lookup of {host!r})")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
 
 FIXTURE_TRAIN = 64
 FIXTURE_TEST = 32

@@ -372,7 +372,8 @@ def test_missing_dataset_reports_the_download_error(tmp_path, monkeypatch):
                            "<urlopen error [Errno -2] Name or service not known>")
 
     monkeypatch.setattr(tvd.MNIST, "download", offline)
-    # download is on, but torchvision's download method is the offline stub above: nothing leaves the machine.
+    # download is on, but torchvision's download method is the offline stub above, and the suite's
+    # no_network fixture (tests/conftest.py) blocks every connection anyway: nothing leaves the machine.
     dm = create_datamodule("kmnist", root=tmp_path, download=True)
     with pytest.raises(DatasetNotFoundError) as info:
         dm.prepare_data()
@@ -381,6 +382,24 @@ def test_missing_dataset_reports_the_download_error(tmp_path, monkeypatch):
     assert str(tmp_path / "KMNIST" / "raw") in msg and "t10k-labels-idx1-ubyte" in msg
     assert "download failed (RuntimeError)" in msg and "Name or service not known" in msg
     assert isinstance(info.value.download_error, RuntimeError)
+
+
+def test_the_suite_cannot_reach_the_network():
+    """The autouse no_network fixture: any lookup or connection to another host fails before it goes out."""
+    import socket
+    import urllib.request
+
+    from conftest import NetworkBlocked
+
+    with pytest.raises(NetworkBlocked, match="lookup of 'example.com'"):
+        socket.getaddrinfo("example.com", 443)
+    with pytest.raises(NetworkBlocked, match="lookup of '192.0.2.1'"):
+        socket.create_connection(("192.0.2.1", 80), timeout=1)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock, \
+            pytest.raises(NetworkBlocked, match=r"connect to \('192.0.2.1', 80\)"):
+        sock.connect(("192.0.2.1", 80))
+    with pytest.raises(OSError):  # urllib wraps the block in a URLError
+        urllib.request.urlopen("https://yann.lecun.com/exdb/mnist/", timeout=1)
 
 
 def test_checksum_mismatch_is_explained(cifar10_root):
