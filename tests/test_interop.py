@@ -115,7 +115,7 @@ def test_googlenet_bn_pretrained_path_sets_transform_input(monkeypatch):
     """weights="torchvision" builds the model as torchvision's pretrained one (transform_input=True)."""
     tv = _tv("googlenet", aux_logits=True, init_weights=True, transform_input=True)
     sd = tv.state_dict()
-    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", lambda url, *a, **k: sd)
+    monkeypatch.setattr(zoo.interop, "load_checkpoint", lambda url, **k: sd)
     ours = zoo.create_model("googlenet_bn", weights="torchvision").eval()
     assert ours.transform_input
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(4))
@@ -124,11 +124,12 @@ def test_googlenet_bn_pretrained_path_sets_transform_input(monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["googlenet_bn", "alexnet_tv"])
-def test_pretrained_weights_offline_fail_clearly(name, monkeypatch):
+def test_pretrained_weights_offline_fail_clearly(name, monkeypatch, tmp_path):
     def offline(url, *args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))  # an empty cache: the file must be fetched
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with torch.device("meta"), pytest.raises(RuntimeError) as err:
         zoo.create_model(name, weights="torchvision")
     msg = str(err.value)

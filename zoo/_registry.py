@@ -24,13 +24,22 @@ The model contract, shared by every registered builder:
   calls it only while training, and inference never computes the extra heads;
 * ``forward_features`` / ``forward_head`` where the split is natural;
 * the loss never lives in the model.
+
+:func:`create_model` checks the shared keywords before building: ``num_classes``
+and ``in_chans`` are ints >= 1, ``small_input`` a bool, ``dropout`` /
+``attn_dropout`` / ``aux_dropout`` / ``drop_path_rate`` numbers in [0, 1); a
+keyword the builder does not take is named with the ones it accepts.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
 import logging
+import numbers
+import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
@@ -44,6 +53,8 @@ __all__ = [
     "list_models",
     "model_info",
     "UnknownModelError",
+    "ModelArgumentError",
+    "ModelArgumentTypeError",
 ]
 
 log = logging.getLogger(__name__)
@@ -112,6 +123,15 @@ class UnknownModelError(KeyError):
         return str(self.args[0])
 
 
+class ModelArgumentError(ValueError):
+    """Raised by :func:`create_model` for a keyword with a value out of its range (``num_classes=0``)."""
+
+
+class ModelArgumentTypeError(TypeError):
+    """Raised by :func:`create_model` / :func:`list_models` for an argument of the wrong type
+    (``num_classes="x"``, ``small_input="no"``) or a keyword the model does not take."""
+
+
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
@@ -178,7 +198,15 @@ def list_models(pattern: str | None = None) -> list[str]:
 
     Returns:
         Sorted list of model names.
+
+    Raises:
+        ModelArgumentTypeError: if ``pattern`` is neither a str nor ``None``.
     """
+    if pattern is not None and not isinstance(pattern, str):
+        raise ModelArgumentTypeError(
+            f"pattern must be a str (an fnmatch pattern) or None, got {pattern!r} "
+            f"({type(pattern).__name__}); e.g. zoo.list_models(\"resnet*\"), or zoo.list_models() for all"
+        )
     names = sorted(_REGISTRY)
     if pattern is None:
         return names
@@ -204,6 +232,96 @@ def model_info(name: str) -> ModelInfo:
         return _REGISTRY[name]
     except KeyError:
         raise _unknown(name) from None
+
+
+#: keywords that are probabilities: a number in [0, 1).
+_RATE_KEYWORDS = ("dropout", "attn_dropout", "aux_dropout", "drop_path_rate")
+
+
+def _example(info: ModelInfo, key: str, fallback: Any) -> str:
+    """``zoo.create_model(name, key=<the builder's default, else fallback>)`` for a message."""
+    p = inspect.signature(info.builder).parameters.get(key)
+    good = p.default if p is not None and p.default is not inspect.Parameter.empty else fallback
+    return f"zoo.create_model({info.name!r}, {key}={good!r})"
+
+
+def _check_count(info: ModelInfo, key: str, value: Any) -> int:
+    """Returns ``value`` as an int, or raises unless it is an integer >= 1 (not a bool)."""
+    example = _example(info, key, info.num_classes if key == "num_classes" else info.input_size[0])
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ModelArgumentTypeError(
+            f"{key} must be an int >= 1, got {value!r} ({type(value).__name__}) for model {info.name!r}; "
+            f"e.g. {example}"
+        )
+    if value < 1:
+        raise ModelArgumentError(
+            f"{key} must be an int >= 1, got {value!r} for model {info.name!r}; e.g. {example}"
+        )
+    return int(value)
+
+
+def _check_flag(info: ModelInfo, key: str, value: Any) -> bool:
+    """Returns ``value``, or raises unless it is strictly a bool."""
+    if not isinstance(value, bool):
+        raise ModelArgumentTypeError(
+            f"{key} must be True or False, got {value!r} ({type(value).__name__}) for model {info.name!r}; "
+            f"e.g. zoo.create_model({info.name!r}, {key}=True)"
+        )
+    return value
+
+
+def _check_rate(info: ModelInfo, key: str, value: Any) -> float:
+    """Returns ``value``, or raises unless it is a real number in [0, 1)."""
+    example = _example(info, key, 0.1)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ModelArgumentTypeError(
+            f"{key} must be a number in [0, 1), got {value!r} ({type(value).__name__}) for model "
+            f"{info.name!r}; e.g. {example}"
+        )
+    if not 0.0 <= float(value) < 1.0:  # also refuses nan
+        raise ModelArgumentError(
+            f"{key} must be a number in [0, 1) (a drop probability), got {value!r} for model {info.name!r}; "
+            f"e.g. {example}"
+        )
+    return value
+
+
+def _accepted_keywords(info: ModelInfo) -> list[str]:
+    """The keywords ``info.builder`` takes: its own, and, when it forwards ``**kwargs`` to the model class
+    named by its return annotation, that class's constructor keywords."""
+    params = inspect.signature(info.builder).parameters
+    names = {p.name for p in params.values() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        try:
+            cls = typing.get_type_hints(info.builder).get("return")
+        except Exception:  # an annotation that does not resolve: own keywords only
+            cls = None
+        if isinstance(cls, type):
+            init = inspect.signature(cls.__init__).parameters
+            names |= {p.name for p in init.values()
+                      if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    return sorted(names)
+
+
+def _takes_keyword(info: ModelInfo, key: str) -> bool:
+    """Whether ``key`` is a named parameter of the builder (``**kwargs`` alone does not count)."""
+    p = inspect.signature(info.builder).parameters.get(key)
+    return p is not None and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+
+
+_UNEXPECTED = re.compile(r"unexpected keyword argument '(\w+)'")
+
+
+def _check_kwargs(info: ModelInfo, kwargs: dict[str, Any]) -> None:
+    """Validates the keywords shared by the builders (see :func:`create_model`), in place."""
+    for key in ("num_classes", "in_chans"):
+        if key in kwargs:
+            kwargs[key] = _check_count(info, key, kwargs[key])
+    if "small_input" in kwargs:
+        _check_flag(info, "small_input", kwargs["small_input"])
+    for key in _RATE_KEYWORDS:
+        if key in kwargs:
+            _check_rate(info, key, kwargs[key])
 
 
 def create_model(
@@ -233,17 +351,39 @@ def create_model(
 
     Raises:
         UnknownModelError: for an unknown name, with close matches.
+        ModelArgumentTypeError: for a ``name`` that is not a str, a ``num_classes`` / ``in_chans``
+            that is not an int, a ``small_input`` that is not a bool, a dropout rate that is not a
+            number, or a keyword the model does not take.
+        ModelArgumentError: for ``num_classes`` / ``in_chans`` < 1, or a ``dropout`` /
+            ``attn_dropout`` / ``aux_dropout`` / ``drop_path_rate`` outside [0, 1).
     """
+    if not isinstance(name, str):
+        raise ModelArgumentTypeError(
+            f"name must be a str (a registered model name), got {name!r} ({type(name).__name__}); "
+            f"e.g. zoo.create_model(\"resnet18\"); zoo.list_models() lists the names"
+        )
     info = model_info(name)
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     if in_chans is not None:
         kwargs["in_chans"] = in_chans
+    _check_kwargs(info, kwargs)
     if weights is not None:  # the options that make the model match torchvision's pretrained one
         from zoo.interop import torchvision_builder_kwargs
 
         kwargs = {**torchvision_builder_kwargs(name), **kwargs}
-    model = info.builder(**kwargs)
+    try:
+        model = info.builder(**kwargs)
+    except TypeError as err:
+        m = _UNEXPECTED.search(str(err))
+        key = m.group(1) if m else None
+        if key is None or key not in kwargs or _takes_keyword(info, key):
+            raise
+        raise ModelArgumentTypeError(
+            f"model {name!r} does not take the keyword {key}={kwargs[key]!r}. "
+            f"Accepted keywords: {', '.join(_accepted_keywords(info))}. "
+            f"Build it without {key}, e.g. zoo.create_model({name!r}, num_classes={info.num_classes})"
+        ) from err
     if weights is not None:
         from zoo.interop import load_torchvision_weights
 

@@ -230,23 +230,78 @@ def format_summary(summary: Summary, depth: int | None = None) -> str:
     return "\n".join(out)
 
 
+def input_size_arg(text: str) -> tuple[int, ...]:
+    """argparse ``type=`` of ``--input``: ``"1,32,32"`` -> ``(1, 32, 32)`` (``C,H,W``, or ``C,L`` for sequences).
+
+    Raises:
+        argparse.ArgumentTypeError: unless ``text`` is 2 or 3 comma-separated integers >= 1.
+    """
+    parts = [p.strip() for p in text.split(",")]
+    sizes = [int(p) for p in parts if p.isdigit()] if len(parts) in (2, 3) else []
+    if len(sizes) != len(parts) or any(n < 1 for n in sizes):
+        raise argparse.ArgumentTypeError(
+            f"expected C,H,W: channels, height and width as integers >= 1 separated by commas "
+            f"(C,L for sequence models), got {text!r}; e.g. --input 1,32,32"
+        )
+    return tuple(sizes)
+
+
+def _int_arg(flag: str, minimum: int, example: str) -> Any:
+    """An argparse ``type=`` accepting integers >= ``minimum`` (argparse prefixes ``argument <flag>:``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer >= {minimum}, got {text!r}; e.g. {example}"
+            )
+        return value
+
+    parse.__name__ = flag.lstrip("-").replace("-", "_")  # argparse names the type in some messages
+    return parse
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: ``python -m zoo.summary <model> [--input C,H,W] [--depth N] [--meta]``."""
+    """Command line: ``python -m zoo.summary <model> [--input C,H,W] [--depth N] [--meta]``.
+
+    Bad arguments (an unknown model, a malformed ``--input``, an option the model does not
+    take, an input too small for it) end with argparse's usage line and a message, exit status 2.
+    """
+    from zoo._registry import ModelArgumentError, ModelArgumentTypeError, UnknownModelError, model_info
+    from zoo.models.vit import PatchSizeError
+    from zoo.ops.shape import InputTooSmallError
+
     parser = argparse.ArgumentParser(prog="python -m zoo.summary", description=__doc__.splitlines()[0])
     parser.add_argument("model", help="registered model name (python -c 'import zoo; print(zoo.list_models())')")
-    parser.add_argument("--input", default=None, help="input size C,H,W (default: the model's own)")
-    parser.add_argument("--num-classes", type=int, default=None)
+    parser.add_argument("--input", type=input_size_arg, default=None, metavar="C,H,W",
+                        help="input size C,H,W, e.g. 1,32,32 (default: the model's own)")
+    parser.add_argument("--num-classes", type=_int_arg("--num-classes", 1, "--num-classes 10"), default=None)
     parser.add_argument("--small-input", action="store_true", help="build with small_input=True")
-    parser.add_argument("--depth", type=int, default=None, help="show modules nested at most this deep")
+    parser.add_argument("--depth", type=_int_arg("--depth", 0, "--depth 2"), default=None,
+                        help="show modules nested at most this deep")
     parser.add_argument("--meta", action="store_true", help="run on the meta device (no compute)")
     args = parser.parse_args(argv)
+    try:
+        info = model_info(args.model)
+    except UnknownModelError as err:
+        parser.error(f"model: {err}")
+    if args.input is not None and len(args.input) != len(info.input_size):
+        own = ",".join(map(str, info.input_size))
+        fmt = "C,H,W" if len(info.input_size) == 3 else "C,L"
+        parser.error(f"--input {','.join(map(str, args.input))} has {len(args.input)} sizes, but {args.model} "
+                     f"takes {fmt} ({len(info.input_size)} sizes); e.g. --input {own}")
     kwargs: dict[str, Any] = {}
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes
     if args.small_input:
         kwargs["small_input"] = True
-    size = tuple(int(s) for s in args.input.split(",")) if args.input else None
-    s = summarize(args.model, size, device="meta" if args.meta else None, **kwargs)
+    try:
+        s = summarize(args.model, args.input, device="meta" if args.meta else None, **kwargs)
+    except (ModelArgumentError, ModelArgumentTypeError, InputTooSmallError, PatchSizeError) as err:
+        parser.error(str(err))
     print(format_summary(s, depth=args.depth))
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
@@ -47,9 +47,12 @@ from zoo.data.transforms import (
 
 __all__ = [
     "DatasetNotFoundError",
+    "EpochSeededDataLoader",
     "ImageDataModule",
+    "InMemoryLoader",
     "InMemoryDataModule",
     "TensorImageDataset",
+    "batch_seed",
     "collate",
     "default_data_root",
     "split_indices",
@@ -214,19 +217,161 @@ class TensorImageDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.images[index]  # (C, H, W)
         if self.batch_transform is not None:
-            x = self.batch_transform(x[None])[0]
+            x = self.batch_transform(x[None])[0]  # (C, H, W)
         elif self.transform is not None:
             x = self.transform(x)
         return x, self.targets[index]
 
     def __getitems__(self, indices: list[int]) -> _Batch:
-        idx = torch.as_tensor(indices, dtype=torch.int64)
+        return _Batch(self.batch(torch.as_tensor(indices, dtype=torch.int64)))
+
+    def batch(self, idx: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the images and labels at ``idx``, transformed.
+
+        Args:
+            idx: ``(B,)`` int64 indices.
+            generator: source of the batch's random choices; ``None`` draws from the global RNG.
+                A per-image ``transform`` draws from the global RNG, forked and seeded from
+                ``generator`` so that the global stream is left as it was.
+
+        Returns:
+            ``(images (B, C, H, W), targets (B,))``.
+        """
         x = self.images[idx]  # (B, C, H, W)
         if self.batch_transform is not None:
-            x = self.batch_transform(x)
+            x = self.batch_transform(x, generator=generator)
         elif self.transform is not None:
-            x = torch.stack([self.transform(img) for img in x])
-        return _Batch((x, self.targets[idx]))
+            if generator is None:
+                x = torch.stack([self.transform(img) for img in x])
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(generator.initial_seed())
+                    x = torch.stack([self.transform(img) for img in x])
+        return x, self.targets[idx]
+
+
+def batch_seed(base: int, epoch: int, index: int) -> int:
+    """A 63-bit seed for batch ``index`` of ``epoch`` (``index=-1``: the epoch's order), from ``base``.
+
+    The three numbers are mixed by ``numpy.random.SeedSequence``, so neighbouring
+    epochs and batches get unrelated streams.
+    """
+    state = np.random.SeedSequence([int(base) % 2**63, int(epoch), int(index) + 1]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+class InMemoryLoader:
+    """Batches of a :class:`TensorImageDataset`, without ``DataLoader`` machinery, resumable exactly.
+
+    Every random choice of an epoch is a pure function of ``(seed, epoch, batch)``:
+    the epoch's order is ``randperm`` under a generator seeded from ``(seed, epoch)``,
+    and batch ``i``'s augmentation draws from a generator seeded from
+    ``(seed, epoch, i)``. Nothing touches the global RNG, so the batches of an
+    epoch are the same whether it runs straight through or resumes mid-way, and
+    whatever the model draws (dropout) is unaffected by the loader.
+
+    The loader follows Lightning's resumable-loader protocol (``state_dict`` /
+    ``load_state_dict``): the state is the epoch, the position (batches that reached
+    the training step, counted by :meth:`mark_consumed`; Lightning fetches one batch
+    ahead, so the batches made are not the position) and the seed.
+
+    Args:
+        dataset: the images and labels.
+        batch_size: images per batch.
+        shuffle: a new random order each epoch (training); else the stored order.
+        drop_last: drop the last incomplete batch.
+        seed: base seed of orders and augmentations; ``None`` takes ``torch.initial_seed()``
+            (the run seed after ``seed_everything``) when first iterated.
+        epoch_fn: returns the current epoch (the trainer's), or ``None`` to count the
+            loader's own passes.
+    """
+
+    def __init__(self, dataset: TensorImageDataset, batch_size: int, *, shuffle: bool, drop_last: bool = False,
+                 seed: int | None = None, epoch_fn: Callable[[], int | None] | None = None) -> None:
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.seed = seed
+        self._epoch_fn = epoch_fn
+        self._passes = 0
+        self.epoch = 0
+        self.position = 0
+        self._resume: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        n, b = len(self.dataset), self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def _current_epoch(self) -> int:
+        epoch = self._epoch_fn() if self._epoch_fn is not None else None
+        return self._passes if epoch is None else int(epoch)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        # A generator: nothing is decided until the first batch is asked for, so an iter() that only
+        # checks that the loader is iterable (as Lightning does) changes nothing.
+        if self.seed is None:
+            self.seed = int(torch.initial_seed()) % 2**63
+        epoch, start = self._current_epoch(), 0
+        if self._resume is not None and int(self._resume["epoch"]) == epoch:
+            start = int(self._resume["position"])
+        self._resume = None
+        self._passes += 1
+        self.epoch, self.position = epoch, start
+        n, b = len(self.dataset), self.batch_size
+        order = torch.randperm(n, generator=_generator(batch_seed(self.seed, epoch, -1))) if self.shuffle else None
+        for i in range(start, len(self)):
+            idx = order[i * b:(i + 1) * b] if order is not None else torch.arange(i * b, min(n, (i + 1) * b))
+            gen = _generator(batch_seed(self.seed, epoch, i)) if self.shuffle else None
+            yield self.dataset.batch(idx, generator=gen)
+
+    def mark_consumed(self) -> None:
+        """Counts one batch that reached the training step (the resume position)."""
+        self.position += 1
+
+    def state_dict(self) -> dict[str, int]:
+        """The epoch, the position within it and the seed."""
+        return {"epoch": int(self.epoch), "position": int(self.position), "seed": int(self.seed or 0)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resumes the epoch ``state["epoch"]`` at ``state["position"]`` on the next iteration."""
+        self.seed = int(state["seed"])
+        self._resume = {"epoch": int(state["epoch"]), "position": int(state["position"])}
+
+
+class EpochSeededDataLoader(DataLoader):
+    """A ``DataLoader`` whose order and worker seeds depend only on ``(seed, epoch)``.
+
+    Its generator is re-seeded from :func:`batch_seed` at each ``iter()``, so an epoch's
+    shuffle (and, without persistent workers, the workers' seeds) is the same in a run
+    resumed at that epoch's start as in one that ran straight through; the global RNG
+    is not drawn from.
+
+    Args:
+        *args: as for ``DataLoader``.
+        seed: base seed; ``None`` takes ``torch.initial_seed()`` when first iterated.
+        epoch_fn: returns the current epoch, or ``None`` to count passes.
+        **kwargs: as for ``DataLoader`` (``generator`` is set here).
+    """
+
+    def __init__(self, *args: Any, seed: int | None = None, epoch_fn: Callable[[], int | None] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, generator=torch.Generator(), **kwargs)
+        self.seed = seed
+        self._epoch_fn = epoch_fn
+        self._passes = 0
+
+    def __iter__(self) -> Any:
+        if self.seed is None:
+            self.seed = int(torch.initial_seed()) % 2**63
+        epoch = self._epoch_fn() if self._epoch_fn is not None else None
+        self.generator.manual_seed(batch_seed(self.seed, self._passes if epoch is None else int(epoch), -1))
+        self._passes += 1
+        return super().__iter__()
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -286,8 +431,8 @@ class ImageDataModule(pl.LightningDataModule):
         super().__init__()
         self.root = Path(root) if root is not None else default_data_root()
         self.download = bool(download)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"data.batch_size={batch_size!r}: an integer >= 1 is needed; e.g. data.batch_size=128")
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size or batch_size)
         self.num_workers = int(num_workers)
@@ -309,6 +454,9 @@ class ImageDataModule(pl.LightningDataModule):
             raise ValueError(f"small_input must be true or false, got {small_input!r}")
         self._small_input = small_input if small_input is not None else self._image_size <= 32
         self.classes: list[str] | None = None
+        #: base seed of the training order and augmentations; ``None``: the run seed
+        #: (``torch.initial_seed()``) when the training loader is made. Kept in checkpoints.
+        self.loader_seed: int | None = None
 
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
@@ -384,11 +532,19 @@ class ImageDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------------ loaders
 
-    def _loader(self, dataset: Dataset | None, *, train: bool) -> DataLoader:
+    def _epoch(self) -> int | None:
+        """The trainer's current epoch, or ``None`` outside a trainer."""
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.current_epoch) if trainer is not None else None
+
+    def _loader(self, dataset: Dataset | None, *, train: bool) -> Any:
         if dataset is None:
             raise RuntimeError(f"{self.name}: call setup() before asking for dataloaders")
         workers = self.num_workers
-        return DataLoader(
+        kwargs: dict[str, Any] = {}
+        if train:  # the epoch's order depends on (seed, epoch) only: see EpochSeededDataLoader
+            kwargs = {"seed": self.loader_seed, "epoch_fn": self._epoch}
+        return (EpochSeededDataLoader if train else DataLoader)(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
@@ -397,7 +553,27 @@ class ImageDataModule(pl.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and workers > 0,
             collate_fn=collate,
+            **kwargs,
         )
+
+    # ------------------------------------------------------------------ resumable state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in each checkpoint: the seed of the training order and augmentations, and the
+        training loader's position (epoch and batch) where it has one."""
+        seed = self.loader_seed if self.loader_seed is not None else int(torch.initial_seed()) % 2**63
+        state: dict[str, Any] = {"loader_seed": int(seed)}
+        loader = getattr(self, "_train_loader", None)
+        if loader is not None and hasattr(loader, "state_dict"):
+            state["train_loader"] = loader.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restores the seed of the training order and augmentations, and the position that every training
+        loader made from now on resumes at (Lightning restores the datamodule before it makes the loaders)."""
+        if "loader_seed" in state_dict:
+            self.loader_seed = int(state_dict["loader_seed"])
+        self._resume_state = state_dict.get("train_loader")
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)
@@ -505,6 +681,30 @@ class InMemoryDataModule(ImageDataModule):
                 f"{self.name}: labels span {int(targets.min())}..{int(targets.max())}, "
                 f"outside 0..{self.num_classes - 1}"
             )
+
+    def _loader(self, dataset: Dataset | None, *, train: bool) -> InMemoryLoader:
+        """An :class:`InMemoryLoader`: batches are one tensor index, so there are no workers."""
+        if dataset is None:
+            raise RuntimeError(f"{self.name}: call setup() before asking for dataloaders")
+        if not isinstance(dataset, TensorImageDataset):
+            raise TypeError(f"{self.name}: in-memory loaders need a TensorImageDataset, got {type(dataset).__name__}")
+        if train:
+            if self.loader_seed is None:
+                self.loader_seed = int(torch.initial_seed()) % 2**63
+            self._train_loader = InMemoryLoader(dataset, self.batch_size, shuffle=True, drop_last=self.drop_last,
+                                                seed=self.loader_seed, epoch_fn=self._epoch)
+            if getattr(self, "_resume_state", None):
+                self._train_loader.load_state_dict(self._resume_state)
+            return self._train_loader
+        return InMemoryLoader(dataset, self.eval_batch_size, shuffle=False)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Counts the training batches that reach the training step: the loader's resume position."""
+        trainer = getattr(self, "trainer", None)
+        loader = getattr(self, "_train_loader", None)
+        if trainer is not None and trainer.training and loader is not None:
+            loader.mark_consumed()
+        return batch
 
     def setup(self, stage: str | None = None) -> None:
         """Loads the splits a stage needs (``fit``/``validate``: train + val; ``test``: test)."""

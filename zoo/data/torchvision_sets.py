@@ -23,13 +23,18 @@ rescales instead).
 Checksums: torchvision verifies the md5 of every CIFAR and SVHN file against
 the official release. ``verify_checksums=False`` loads files in the same
 format whose bytes differ (re-packed copies, and the small real-format files
-the test suite writes); MNIST-style files have no checksum once extracted.
+the test suite writes); MNIST-style files have no checksum once extracted, so
+their IDX headers are checked instead (magic number, image size, file length
+against the header, as many labels as images, labels in 0..9): a damaged file
+raises :class:`~zoo.data.base.DatasetNotFoundError` naming it and what is wrong.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import struct
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -142,6 +147,56 @@ class TorchvisionDataModule(InMemoryDataModule):
             raise self._error(missing, download=self.download, detail=detail) from err
 
 
+#: IDX magic numbers: 0x0000 + type 0x08 (unsigned byte) + number of dimensions.
+_IDX_LABELS = (2049, 1)  # 0x00000801: (N,) labels
+_IDX_IMAGES = (2051, 3)  # 0x00000803: (N, rows, cols) images
+
+
+class _DamagedFile(ValueError):
+    """What is wrong with one IDX file (the message names the file)."""
+
+
+def _read_idx_header(path: Path, magic: int, ndim: int) -> tuple[int, ...]:
+    """Checks an IDX file's magic number and its length against the header; returns the dimensions.
+
+    Args:
+        path: the IDX file.
+        magic: its expected magic number (2049 for labels, 2051 for images).
+        ndim: its number of dimensions (1 for labels, 3 for images).
+
+    Returns:
+        The dimensions the header states, e.g. ``(60000, 28, 28)``.
+
+    Raises:
+        _DamagedFile: if the magic number is wrong or the length differs from the header's.
+    """
+    size = path.stat().st_size
+    header = 4 * (1 + ndim)
+    with open(path, "rb") as f:
+        head = f.read(header)
+    kind = "label (IDX1)" if ndim == 1 else "image (IDX3)"
+    if len(head) < 4:
+        raise _DamagedFile(f"{path.name} has {size} bytes, too short for the 4-byte magic number of an IDX file")
+    got = struct.unpack(">I", head[:4])[0]
+    if got != magic:
+        hint = " (it looks gzip-compressed: extract it with gunzip)" if head[:2] == b"\x1f\x8b" else ""
+        raise _DamagedFile(
+            f"{path.name} starts with magic number {got} (0x{got:08x}), but an MNIST {kind} file starts "
+            f"with {magic} (0x{magic:08x}){hint}"
+        )
+    if len(head) < header:
+        raise _DamagedFile(f"{path.name} has {size} bytes, shorter than its {header}-byte IDX header (truncated)")
+    dims = struct.unpack(f">{ndim}I", head[4:])
+    expected = header + math.prod(dims)
+    if size != expected:
+        what = "truncated" if size < expected else f"{size - expected} bytes too many"
+        raise _DamagedFile(
+            f"{path.name} has {size} bytes, but its header promises {' x '.join(map(str, dims))} values "
+            f"({expected} bytes with the header): {what}"
+        )
+    return dims
+
+
 class _MNISTLike(TorchvisionDataModule):
     """MNIST-format (IDX) datasets: 28x28 grey images, 10 classes, 60,000 + 10,000."""
 
@@ -165,8 +220,50 @@ class _MNISTLike(TorchvisionDataModule):
     def _open(self, train: bool, download: bool) -> tvd.MNIST:
         return self.TV_CLASS(str(self.root), train=train, download=download)
 
+    def _check_idx_files(self, train: bool) -> None:
+        """Checks the split's two IDX files (those present) before torchvision reads them.
+
+        Raises:
+            DatasetNotFoundError: naming the damaged file and what is wrong with it.
+        """
+        prefix = "train" if train else "t10k"
+        images_path = self.folder() / f"{prefix}-images-idx3-ubyte"
+        labels_path = self.folder() / f"{prefix}-labels-idx1-ubyte"
+        try:
+            n_images = n_labels = None
+            if images_path.is_file():
+                n_images, rows, cols = _read_idx_header(images_path, *_IDX_IMAGES)
+                if (rows, cols) != (self.NATIVE_SIZE, self.NATIVE_SIZE):
+                    raise _DamagedFile(
+                        f"{images_path.name} holds {rows}x{cols} images, but {self.TITLE} images are "
+                        f"{self.NATIVE_SIZE}x{self.NATIVE_SIZE}"
+                    )
+            if labels_path.is_file():
+                (n_labels,) = _read_idx_header(labels_path, *_IDX_LABELS)
+                labels = np.fromfile(labels_path, dtype=np.uint8, offset=8)
+                bad = np.flatnonzero(labels >= self.NUM_CLASSES)
+                if len(bad):
+                    raise _DamagedFile(
+                        f"{labels_path.name} holds label {int(labels[bad[0]])} at position {int(bad[0])} "
+                        f"({len(bad)} of its {len(labels)} labels are outside 0..{self.NUM_CLASSES - 1})"
+                    )
+            if n_images is not None and n_labels is not None and n_images != n_labels:
+                raise _DamagedFile(
+                    f"{labels_path.name} holds {n_labels} labels but {images_path.name} holds {n_images} "
+                    "images; the two files of a split must have one label per image"
+                )
+        except _DamagedFile as err:
+            raise self._error([], detail=f"damaged file: {err}") from None
+
     def _load(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        ds = self._load_split(train)
+        self._check_idx_files(train)
+        try:
+            ds = self._load_split(train)
+        except (AssertionError, IndexError, KeyError, TypeError, ValueError) as err:  # a format not caught above
+            raise self._error(
+                [], detail=f"torchvision could not read the IDX files in {self.folder()}: "
+                           f"{type(err).__name__}: {err}"
+            ) from err
         self.classes = list(ds.classes)
         return ds.data.unsqueeze(1).contiguous(), ds.targets.to(torch.int64)  # (N, 1, 28, 28)
 

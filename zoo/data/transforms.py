@@ -420,18 +420,20 @@ class BatchPadCropFlip:
         self.flip = bool(flip)
         self.normalize = Normalize(mean, std)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Augments and normalises a uint8 batch ``(B, C, H, W)``; random draws come from ``generator``
+        (the global RNG when ``None``)."""
         b, c, h, w = x.shape  # (B, C, H, W)
         p = self.padding
         if p:
             wp = w + 2 * p
             xp = torch.nn.functional.pad(x, (p, p, p, p)).reshape(b, c, -1)  # (B, C, (H+2p)(W+2p)), zeros
-            oy = torch.randint(0, 2 * p + 1, (b, 1, 1))  # top-left corner of each crop
-            ox = torch.randint(0, 2 * p + 1, (b, 1, 1))
+            oy = torch.randint(0, 2 * p + 1, (b, 1, 1), generator=generator)  # top-left corner of each crop
+            ox = torch.randint(0, 2 * p + 1, (b, 1, 1), generator=generator)
             flat = (oy + torch.arange(h).view(1, h, 1)) * wp + ox + torch.arange(w).view(1, 1, w)  # (B, H, W)
             x = torch.gather(xp, 2, flat.view(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
         if self.flip:
-            mirror = (torch.rand(b) < 0.5)[:, None, None, None]
+            mirror = (torch.rand(b, generator=generator) < 0.5)[:, None, None, None]
             x = torch.where(mirror, x.flip(-1), x)
         return self.normalize(x)
 

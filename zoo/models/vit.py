@@ -99,7 +99,8 @@ from zoo.layers.transformer import (
 )
 from zoo.ops.shape import conv_output_size
 
-__all__ = ["VisionTransformer", "vit_b_16", "vit_b_32", "vit_l_16", "vit_tiny_patch4", "vit_small_patch4"]
+__all__ = ["VisionTransformer", "PatchSizeError", "vit_b_16", "vit_b_32", "vit_l_16", "vit_tiny_patch4",
+           "vit_small_patch4"]
 
 PAPER = Paper(
     title="An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale",
@@ -107,6 +108,16 @@ PAPER = Paper(
     year=2020,
     arxiv="2010.11929",
 )
+
+class PatchSizeError(ValueError):
+    """An image side (or ``image_size``) that is not a multiple of the patch size."""
+
+
+def _nearest_multiples(n: int, p: int) -> list[int]:
+    """The multiples of ``p`` either side of ``n`` (``[28, 32]`` for 30 and 4; ``[p]`` below ``p``)."""
+    below, above = n // p * p, (n // p + 1) * p
+    return [below, above] if below >= p else [above]
+
 
 PosEmbed = Literal["learned", "sinusoidal"]
 Pool = Literal["cls", "mean"]
@@ -116,8 +127,9 @@ class VisionTransformer(nn.Module):
     """ViT: patch embedding, class token, position embedding, Transformer encoder, LN, linear head.
 
     Args:
-        image_size: side of the (square) image the position table is built for;
-            other sizes work through interpolation of the table.
+        image_size: side of the (square) image the position table is built for, a multiple of
+            ``patch_size``; other sizes work through interpolation of the table. Inputs must have
+            a height and width that are multiples of ``patch_size`` too (else :class:`PatchSizeError`).
         patch_size: ``P``; the patch embedding is a ``P x P`` convolution of stride ``P``.
         dim: model width ``D``.
         depth: number of encoder blocks ``L``.
@@ -149,6 +161,9 @@ class VisionTransformer(nn.Module):
             raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}")
         if pos_embed not in ("learned", "sinusoidal"):
             raise ValueError(f"pos_embed must be 'learned' or 'sinusoidal', got {pos_embed!r}")
+        if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
+            raise ValueError(f"patch_size must be an int >= 1, got {patch_size!r}; e.g. patch_size=16")
+        self._check_image_size(image_size, patch_size)
         self.patch_size = patch_size
         self.dim = dim
         self.pool = pool
@@ -169,6 +184,41 @@ class VisionTransformer(nn.Module):
                                           impl=impl)  # final LN for pre-norm (eq. 4)
         self.head = nn.Linear(dim, num_classes)
         self._init_weights()
+
+    @staticmethod
+    def _check_image_size(image_size: Any, patch_size: int) -> None:
+        """Raises :class:`PatchSizeError` unless ``image_size`` is a positive int multiple of ``patch_size``."""
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+            raise PatchSizeError(
+                f"image_size must be an int, a multiple of patch_size={patch_size}, got {image_size!r}; "
+                f"e.g. image_size={patch_size * max(1, 32 // patch_size)}"
+            )
+        if image_size % patch_size:
+            good = " or ".join(f"image_size={n}" for n in _nearest_multiples(image_size, patch_size))
+            raise PatchSizeError(
+                f"image_size={image_size} is not a multiple of patch_size={patch_size}: the patch embedding "
+                f"would drop the last {image_size % patch_size} pixel rows and columns. Use a multiple of "
+                f"{patch_size}, e.g. {good}"
+            )
+
+    def _check_input(self, x: Tensor) -> None:
+        """Raises :class:`PatchSizeError` for an image whose height or width is not a multiple of the patch.
+
+        Sides smaller than one patch are left to the patch embedding (and its input-size check).
+        """
+        p = self.patch_size
+        h, w = x.shape[-2], x.shape[-1]
+        if h < p or w < p or (h % p == 0 and w % p == 0):
+            return
+        sides = [f"{side} {n} -> {' or '.join(map(str, _nearest_multiples(n, p)))}"
+                 for side, n in (("height", h), ("width", w)) if n % p]
+        raise PatchSizeError(
+            f"input {h}x{w} is not a multiple of the patch size {p} in height and width "
+            f"(input {tuple(x.shape)}): the {p}x{p} patch embedding would silently drop the pixels left "
+            f"over. Nearest valid sizes: {'; '.join(sides)}. Resize, crop or pad the images, e.g. to "
+            f"{h // p * p if h >= p else p}x{w // p * p if w >= p else p}, or build with a patch_size "
+            f"that divides {h}x{w}."
+        )
 
     def _grid(self, h: int, w: int) -> tuple[int, int]:
         p = self.patch_size
@@ -201,6 +251,8 @@ class VisionTransformer(nn.Module):
     def set_image_size(self, image_size: int | tuple[int, int]) -> None:
         """Resamples the position table to a new input size for good (e.g. before fine-tuning at it)."""
         h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+        self._check_image_size(h, self.patch_size)
+        self._check_image_size(w, self.patch_size)
         grid = self._grid(h, w)
         table = self.positions(grid)
         if isinstance(self.pos_embed, LearnedPositionalEncoding):
@@ -211,7 +263,12 @@ class VisionTransformer(nn.Module):
         self.grid = grid
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """Image ``(B, C, H, W)`` -> encoded tokens ``(B, P + N, D)`` (final LayerNorm applied)."""
+        """Image ``(B, C, H, W)`` -> encoded tokens ``(B, P + N, D)`` (final LayerNorm applied).
+
+        Raises:
+            PatchSizeError: if ``H`` or ``W`` is not a multiple of the patch size.
+        """
+        self._check_input(x)
         x = self.patch_embed(x)  # (B, D, h, w)
         grid = (x.shape[-2], x.shape[-1])
         x = x.flatten(2).transpose(1, 2)  # (B, N, D), patches in row-major order
@@ -226,7 +283,12 @@ class VisionTransformer(nn.Module):
         return self.head(y)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Image ``(B, C, H, W)`` -> logits ``(B, num_classes)``."""
+        """Image ``(B, C, H, W)`` -> logits ``(B, num_classes)``.
+
+        Raises:
+            PatchSizeError: if ``H`` or ``W`` is not a multiple of the patch size (e.g. 30 px with
+                4-px patches; 28 or 32 work).
+        """
         return self.forward_head(self.forward_features(x))
 
 
@@ -275,7 +337,8 @@ def _vit(patch_size: int, dim: int, depth: int, num_heads: int, mlp_dim: int, *,
     if small_input:
         patch_size = 4
         default_size = 32
-    return VisionTransformer(image_size=image_size or default_size, patch_size=patch_size, dim=dim,
+    image_size = default_size if image_size is None else image_size
+    return VisionTransformer(image_size=image_size, patch_size=patch_size, dim=dim,
                              depth=depth, num_heads=num_heads, mlp_dim=mlp_dim, num_classes=num_classes,
                              in_chans=in_chans, dropout=dropout, attn_dropout=attn_dropout, **kwargs)
 
@@ -343,7 +406,8 @@ def vit_tiny_patch4(*, num_classes: int = 10, in_chans: int = 3, dropout: float 
         pos_embed: ``"learned"`` or ``"sinusoidal"``.
         **kwargs: further :class:`VisionTransformer` options.
     """
-    return VisionTransformer(image_size=image_size or 32, patch_size=4, dim=64, depth=4, num_heads=4, mlp_dim=128,
+    image_size = 32 if image_size is None else image_size
+    return VisionTransformer(image_size=image_size, patch_size=4, dim=64, depth=4, num_heads=4, mlp_dim=128,
                              num_classes=num_classes, in_chans=in_chans, dropout=dropout,
                              attn_dropout=attn_dropout, pos_embed=pos_embed, **kwargs)
 
@@ -354,7 +418,8 @@ def vit_small_patch4(*, num_classes: int = 10, in_chans: int = 3, dropout: float
                      attn_dropout: float = 0.0, image_size: int | None = None, pos_embed: PosEmbed = "learned",
                      **kwargs: Any) -> VisionTransformer:
     """Small ViT: patch 4, D 192, 8 layers, 6 heads, MLP 384. Args as :func:`vit_tiny_patch4`."""
-    return VisionTransformer(image_size=image_size or 32, patch_size=4, dim=192, depth=8, num_heads=6, mlp_dim=384,
+    image_size = 32 if image_size is None else image_size
+    return VisionTransformer(image_size=image_size, patch_size=4, dim=192, depth=8, num_heads=6, mlp_dim=384,
                              num_classes=num_classes, in_chans=in_chans, dropout=dropout,
                              attn_dropout=attn_dropout, pos_embed=pos_embed, **kwargs)
 

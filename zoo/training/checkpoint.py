@@ -1,7 +1,19 @@
-"""Checkpoint I/O that never leaves a half-written file, and that explains an unreadable one."""
+"""Checkpoint I/O that never leaves a half-written file, loads weights only, and explains an unreadable file.
+
+* Writes go to a temporary file beside the target (``.<name>.<random>.tmp``), are
+  flushed to disk, get the usual permissions (``0o666`` less the umask, as
+  ``open()`` would give), and are renamed over the target: a crash leaves either
+  the old file or the new one. :func:`remove_stale_temporaries` deletes what a
+  killed save left behind.
+* Every load is ``torch.load(..., weights_only=True)``: tensors, numbers, strings
+  and containers only, so a planted pickle cannot run code. A path is always a
+  local path (never taken for a URL).
+"""
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -10,30 +22,66 @@ from typing import Any, Callable, Optional
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-__all__ = ["AtomicCheckpointIO", "CheckpointError", "atomic_write_text"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "CheckpointError",
+    "atomic_write_text",
+    "load_checkpoint_file",
+    "remove_stale_temporaries",
+]
+
+log = logging.getLogger(__name__)
+
+TEMP_GLOB = ".*.tmp"
 
 
 class CheckpointError(RuntimeError):
-    """Raised for a checkpoint file that is missing, truncated or not a Lightning checkpoint."""
+    """Raised for a checkpoint file that is missing, truncated, unsafe, foreign, or cannot be written."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _atomic_replace(path: Path, write: Callable[[Any], None], mode: str) -> None:
     """Writes through ``write(f)`` into a temporary file beside ``path``, then renames it over ``path``.
 
     The rename is atomic on POSIX file systems, so a crash leaves either the old
-    file or the new one, never a partial file.
+    file or the new one, never a partial file. The file gets ``0o666`` less the umask.
+
+    Raises:
+        CheckpointError: if the file cannot be written (a full disk, no permission); the
+            previous file at ``path`` is left as it was.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _write_error(path, e) from e
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _write_error(path, e) from e
         raise
+
+
+def _write_error(path: Path, e: OSError) -> CheckpointError:
+    reason = os.strerror(e.errno) if e.errno else str(e)
+    hint = f"free space on the disk that holds {path.parent}" if e.errno in (errno.ENOSPC, errno.EDQUOT) \
+        else f"check that {path.parent} is writable"
+    kept = f"the previous {path.name} is intact; " if path.exists() else ""
+    return CheckpointError(
+        f"could not write {path}: {reason} ({type(e).__name__}, errno {e.errno}). Nothing was replaced: "
+        f"{kept}{hint}, then resume with ckpt_path=last.")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -41,10 +89,29 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     _atomic_replace(Path(path), lambda f: f.write(text), "w")
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """``TorchCheckpointIO`` that writes to a temporary file and renames it into place.
+def remove_stale_temporaries(*folders: str | os.PathLike) -> list[Path]:
+    """Deletes the temporary files that an interrupted atomic save left in ``folders``.
 
-    Loading a file that is truncated, corrupt or not a checkpoint raises
+    Returns:
+        The files removed.
+    """
+    removed = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for tmp in sorted(folder.glob(TEMP_GLOB)):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+                log.info("removed %s, left by an interrupted save", tmp)
+    return removed
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``TorchCheckpointIO`` that writes to a temporary file and renames it into place, and loads weights only.
+
+    Loading a file that is truncated, corrupt, unsafe or not a checkpoint raises
     :class:`CheckpointError` naming the file and what to do, instead of a bare
     unpickling error.
     """
@@ -56,34 +123,38 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path: Any, map_location: Optional[Callable] = lambda storage, loc: storage,
                         weights_only: Optional[bool] = None) -> dict[str, Any]:
-        return load_checkpoint_file(path, map_location=map_location, weights_only=weights_only, io=self)
+        if weights_only is False:
+            raise CheckpointError(f"{path}: this project loads checkpoints with weights_only=True only")
+        return load_checkpoint_file(path, map_location=map_location)
 
 
-def load_checkpoint_file(path: Any, map_location: Any = "cpu", weights_only: Optional[bool] = None,
-                         io: TorchCheckpointIO | None = None) -> dict[str, Any]:
-    """Loads a Lightning checkpoint, with a clear error for a missing or unreadable file.
+def load_checkpoint_file(path: Any, map_location: Any = "cpu") -> dict[str, Any]:
+    """Loads a Lightning checkpoint, weights only, with a clear error for a missing or unreadable file.
 
     Args:
-        path: the ``.ckpt`` file.
+        path: the ``.ckpt`` file (a local path; a name such as ``http...`` is a file name, not a URL).
         map_location: as for ``torch.load``.
-        weights_only: as for ``torch.load`` (Lightning checkpoints hold more than tensors).
 
     Returns:
         The checkpoint dictionary.
 
     Raises:
-        CheckpointError: if the file is missing, unreadable, or lacks ``state_dict``.
+        CheckpointError: if the file is missing, unreadable, holds anything but tensors and plain
+            containers (it would need ``weights_only=False``, which could run code), or lacks ``state_dict``.
     """
-    p = Path(path)
+    p = Path(os.fspath(path)).expanduser()
     if not p.is_file():
         raise CheckpointError(f"checkpoint {p} does not exist; pass ckpt_path=<file> or ckpt_path=last")
     try:
-        if io is not None:
-            ckpt = TorchCheckpointIO.load_checkpoint(io, p, map_location=map_location, weights_only=weights_only)
-        else:
-            ckpt = torch.load(p, map_location=map_location, weights_only=bool(weights_only))
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:
         reason = (str(e).strip().splitlines() or [""])[0][:200]
+        if "weights_only" in str(e) or "Unsupported global" in str(e) or "Weights only load failed" in str(e):
+            raise CheckpointError(
+                f"checkpoint {p} holds objects other than tensors and plain containers ({reason}). It was not "
+                f"written by this project, and loading it fully could run code, so it is refused. Use a "
+                f"checkpoint written by this project's training (checkpoints/last.ckpt or best-*.ckpt)."
+            ) from e
         raise CheckpointError(
             f"checkpoint {p} ({p.stat().st_size} bytes) is unreadable ({type(e).__name__}: {reason}). "
             f"It is truncated or not a checkpoint written by this project. Resume from another file in "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Callable, Mapping
 
 import pytorch_lightning as pl
@@ -14,9 +15,30 @@ from torch.optim.lr_scheduler import ConstantLR, CosineAnnealingLR, LinearLR, LR
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-__all__ = ["ClassificationModule"]
+__all__ = ["ClassificationModule", "DivergenceError"]
 
 log = logging.getLogger(__name__)
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite loss or gradient, or validation a non-finite loss.
+
+    Raised before the optimizer step, so the weights (and every checkpoint) stay those of
+    the last finite step.
+
+    Attributes:
+        what: ``"loss"``, ``"gradients"`` or ``"validation loss"``.
+        epoch: the epoch (0-based) in which it happened.
+        step: the optimizer step (``global_step``) it happened at.
+        lr: the learning rate of the first parameter group at that step.
+        value: the offending value (``nan``/``inf``).
+    """
+
+    def __init__(self, what: str, epoch: int, step: int, lr: float | None, value: float) -> None:
+        self.what, self.epoch, self.step, self.lr, self.value = what, epoch, step, lr, value
+        lr_text = f"{lr:.4g}" if lr is not None else "n/a"
+        super().__init__(f"training diverged: non-finite {what} ({value}) at epoch {epoch + 1}, step {step}, "
+                         f"lr {lr_text}")
 
 
 class ClassificationModule(pl.LightningModule):
@@ -66,10 +88,16 @@ class ClassificationModule(pl.LightningModule):
         self.top5 = num_classes >= 10
         if self.top5:
             self.val_acc5, self.test_acc5 = acc(5), acc(5)
-        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        # nan_strategy="disable": a NaN loss is shown as NaN in the logs, never dropped from the mean.
+        self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
         # Saved in checkpoints, so a resumed run keeps its best validation accuracy.
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)
+        #: settings changed on resume, applied when training starts (see :meth:`apply_resume_changes`).
+        self.resume_changes: dict[str, Any] = {}
+        #: check each step for a non-finite loss and gradients (raises :class:`DivergenceError`).
+        self.check_finite = True
+        self._step_loss: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Returns logits; a 5-D batch ``(B, n_crops, C, H, W)`` gets crop-averaged logits."""
@@ -89,6 +117,7 @@ class ClassificationModule(pl.LightningModule):
         else:
             logits = self.model(x)
             loss = self._ce(logits, y)
+        self._step_loss = loss.detach()
         self.train_loss(loss)
         self.train_acc(logits, y)
         self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
@@ -110,9 +139,40 @@ class ClassificationModule(pl.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val")
 
+    def _lr(self) -> float | None:
+        try:
+            return float(self.trainer.optimizers[0].param_groups[0]["lr"])
+        except (AttributeError, IndexError, RuntimeError):
+            return None
+
+    def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
+        """Stops the run before a step on a non-finite loss or gradient (one host sync per step).
+
+        Under ``16-mixed`` precision the gradient scaler skips steps with non-finite
+        gradients by design, so only the loss is checked there.
+        """
+        if not self.check_finite or self._step_loss is None:
+            return
+        loss = self._step_loss
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        scaled = "16-mixed" in str(getattr(self.trainer, "precision", ""))
+        total = loss.float()
+        if grads and not scaled:
+            total = total + torch.stack(torch._foreach_norm(grads)).float().sum()
+        if not bool(torch.isfinite(total)):
+            epoch, step = int(self.current_epoch), int(self.global_step)
+            if not bool(torch.isfinite(loss)):
+                raise DivergenceError("loss", epoch, step, self._lr(), float(loss))
+            raise DivergenceError("gradients", epoch, step, self._lr(), float(total - loss.float()))
+
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:  # the sanity check must not count towards the best accuracy
             return
+        if self.check_finite and self.val_loss.update_count:
+            val_loss = self.val_loss.compute()
+            if not bool(torch.isfinite(val_loss)):
+                raise DivergenceError("validation loss", int(self.current_epoch), int(self.global_step),
+                                      self._lr(), float(val_loss))
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
@@ -148,10 +208,74 @@ class ClassificationModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": schedulers[0]} if len(schedulers) == 1 \
             else ([optimizer], schedulers)
 
+    def on_train_start(self) -> None:
+        if self.resume_changes:
+            self.apply_resume_changes()
+
+    def apply_resume_changes(self) -> None:
+        """Applies the settings a resumed run changed, after the optimizer and schedulers were restored.
+
+        ``resume_changes`` may hold ``optim`` (hyperparameters of the parameter groups, set as
+        given), ``lr`` (the new base learning rate: the current rate and the schedule are scaled by
+        new / old, so the schedule keeps its shape from the resume on) and ``replan`` (the
+        cosine schedule's length is set to the new run length; its rate decays from the current
+        value to ``eta_min`` at the new end).
+        """
+        changes = self.resume_changes
+        optimizer = self.trainer.optimizers[0]
+        for key, value in (changes.get("optim") or {}).items():
+            for group in optimizer.param_groups:
+                group[key] = tuple(value) if isinstance(group.get(key), tuple) else value
+            log.info("resume: optim.%s is now %s", key, value)
+        configs = self.trainer.lr_scheduler_configs
+        if "lr" in changes:
+            old, new = float(changes["lr"][0]), float(changes["lr"][1])
+            ratio = new / old
+            for group in optimizer.param_groups:
+                group["lr"] = group["lr"] * ratio
+                if "initial_lr" in group:
+                    group["initial_lr"] = group["initial_lr"] * ratio
+            for c in configs:
+                sched = c.scheduler
+                if hasattr(sched, "base_lrs"):
+                    sched.base_lrs = [b * ratio for b in sched.base_lrs]
+                if hasattr(sched, "_last_lr"):
+                    sched._last_lr = [g["lr"] for g in optimizer.param_groups]
+            log.info("resume: optim.lr %g -> %g: the schedule is scaled by %g from step %d (lr now %.4g)",
+                     old, new, ratio, self.global_step, optimizer.param_groups[0]["lr"])
+        if changes.get("replan"):
+            for c in configs:
+                if isinstance(c.scheduler, CosineAnnealingLR):
+                    old_t = c.scheduler.T_max
+                    c.scheduler.T_max = self._total_units(c.interval)
+                    log.info("resume: cosine schedule re-planned over %d %ss (was %d)", c.scheduler.T_max,
+                             c.interval, old_t)
+
     def _total_units(self, interval: str) -> int:
+        """Optimizer steps (``interval="step"``) or epochs of the whole run."""
         if interval == "step":
-            return int(self.trainer.estimated_stepping_batches)
+            return self._total_steps()
         return int(self.trainer.max_epochs)
+
+    def _total_steps(self) -> int:
+        """``trainer.estimated_stepping_batches``, counted without making the trainer set up its loaders.
+
+        Lightning's property sets up the training loader the first time it is read. Read from
+        ``configure_optimizers`` (before a checkpoint's loop state is restored), that loader would
+        start at the wrong epoch and position on resume; so the count is made here from a loader of
+        the datamodule's own, the same way Lightning counts.
+        """
+        trainer = self.trainer
+        if trainer.fit_loop._combined_loader is not None or trainer.datamodule is None:
+            return int(trainer.estimated_stepping_batches)
+        n = len(trainer.datamodule.train_dataloader())
+        if trainer.fast_dev_run:
+            n = min(n, int(trainer.fast_dev_run))
+        else:
+            limit = trainer.limit_train_batches
+            n = int(n * limit) if isinstance(limit, float) else min(n, int(limit))
+        steps = math.ceil(n / trainer.accumulate_grad_batches) * max(int(trainer.max_epochs or 1), 1)
+        return min(steps, trainer.max_steps) if trainer.max_steps != -1 else steps
 
     @staticmethod
     def _warmup(optimizer: Optimizer, cfg: Mapping[str, Any], steps: int) -> LRScheduler:

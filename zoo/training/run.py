@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import math
 import os
 import platform
 import subprocess
@@ -16,14 +18,23 @@ import hydra
 import pytorch_lightning as pl
 import torch
 import torch.nn as nn
+from pytorch_lightning.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.profiling import count_params
-from zoo.training.callbacks import EpochLogger
-from zoo.training.checkpoint import AtomicCheckpointIO, CheckpointError, atomic_write_text
-from zoo.training.module import ClassificationModule
+from zoo.training.callbacks import EpochLogger, LastCheckpoint, RNGState, RunMetadata
+from zoo.training.checkpoint import (
+    AtomicCheckpointIO,
+    CheckpointError,
+    atomic_write_text,
+    load_checkpoint_file,
+    remove_stale_temporaries,
+)
+from zoo.training.config_check import ConfigError, validate_config
+from zoo.training.module import ClassificationModule, DivergenceError
+from zoo.training.records import RunFolder, config_changes
 
-__all__ = ["train", "resolve_ckpt_path", "check_input"]
+__all__ = ["train", "resolve_ckpt_path", "check_input", "TrainingDiverged", "data_facts", "model_kwargs"]
 
 log = logging.getLogger("zoo.train")
 
@@ -98,55 +109,244 @@ def check_input(model: nn.Module, input_size: tuple[int, ...]) -> None:
         model.train(was_training)
 
 
-def _same_run_kind(run_dir: Path, cfg: DictConfig) -> bool:
-    saved = run_dir / ".hydra" / "config.yaml"
-    if not saved.is_file():
-        return False
+# ---------------------------------------------------------------------------- resume
+
+#: Settings that may differ on resume without changing what comes next (paths, logging, hardware).
+RESUME_IGNORED = (
+    "paths", "logger", "callbacks", "ckpt_path", "overwrite", "task_name", "test_on_best", "paper_result", "debug",
+    "data.root", "data.download", "data.num_workers", "data.pin_memory", "data.persistent_workers",
+    "data.eval_batch_size", "trainer.accelerator", "trainer.devices", "trainer.default_root_dir",
+    "trainer.log_every_n_steps", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+    "trainer.limit_val_batches", "trainer.limit_test_batches", "trainer.num_sanity_val_steps",
+    "trainer.check_val_every_n_epoch", "trainer.deterministic", "trainer.min_epochs",
+)
+
+
+def _checkpoint_epoch(path: Path) -> tuple[int | None, int | None]:
+    """The epoch and step a checkpoint was written at (``None`` when unreadable)."""
     try:
-        other = OmegaConf.load(saved)
-        return other.model.get("name") == cfg.model.get("name") and \
-            other.data.get("_target_") == cfg.data.get("_target_")
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(ckpt.get("epoch", -1)) + 1, int(ckpt.get("global_step", 0))
     except Exception:
-        return False
+        return None, None
+
+
+def _matching_runs(cfg: DictConfig, limit: int = 5) -> list[Path]:
+    """The newest run folders below ``paths.log_dir`` with a ``last.ckpt`` of this model and data."""
+    found = []
+    for last in Path(cfg.paths.log_dir).glob("**/checkpoints/last.ckpt"):
+        run_dir = last.parent.parent
+        saved = RunFolder(run_dir).latest_config_dir()
+        try:
+            other = OmegaConf.load(saved / "config.yaml") if saved else None
+        except Exception:
+            other = None
+        if other is not None and other.get("model", {}).get("name") == cfg.model.get("name") and \
+                other.get("data", {}).get("_target_") == cfg.data.get("_target_"):
+            found.append(last)
+    found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    return [p.parent.parent for p in found[:limit]]
+
+
+def _resume_command(run_dir: Path) -> str:
+    saved = RunFolder(run_dir).latest_config_dir()
+    overrides: list[str] = []
+    if saved is not None and (saved / "overrides.yaml").is_file():
+        try:
+            overrides = [str(o) for o in OmegaConf.load(saved / "overrides.yaml")]
+        except Exception:
+            overrides = []
+    keep = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~") in ("ckpt_path", "hydra.run.dir", "overwrite")]
+    return " ".join(["python train.py", *keep, f"hydra.run.dir={run_dir}", "ckpt_path=last"])
 
 
 def resolve_ckpt_path(ckpt_path: str | None, cfg: DictConfig) -> str | None:
-    """Turns ``ckpt_path`` into a file: ``last`` means this run's ``last.ckpt``, else the newest one
-    of a run of the same model and data below ``paths.log_dir``.
+    """Turns ``ckpt_path`` into an absolute local file: ``last`` means this run folder's ``last.ckpt``.
+
+    A path is always a path: it is made absolute, so that a relative name such as ``http_run/last.ckpt``
+    is never taken for a URL.
 
     Raises:
-        CheckpointError: if no such checkpoint exists.
+        CheckpointError: if there is no such file; for ``last``, the message lists the runs of
+            the same model and data that could be resumed (folder, epoch, date) with the command
+            that resumes each.
     """
     if ckpt_path in (None, ""):
         return None
     if str(ckpt_path) != "last":
-        p = Path(str(ckpt_path)).expanduser()
+        p = Path(str(ckpt_path)).expanduser().resolve()
+        if p.is_dir() and (p / "checkpoints" / "last.ckpt").is_file():
+            raise CheckpointError(
+                f"ckpt_path={ckpt_path} is a run folder; resume it in place with "
+                f"hydra.run.dir={p} ckpt_path=last, or pass a file: ckpt_path={p / 'checkpoints' / 'last.ckpt'}")
         if not p.is_file():
-            raise CheckpointError(f"ckpt_path={ckpt_path}: no such file")
+            raise CheckpointError(f"ckpt_path={ckpt_path}: no such file ({p}); pass ckpt_path=<file of a checkpoint> "
+                                  f"or ckpt_path=last with hydra.run.dir=<the run folder>")
         return str(p)
-    here = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    here = Path(cfg.paths.output_dir).resolve() / "checkpoints" / "last.ckpt"
     if here.is_file():
         return str(here)
-    found = [p for p in Path(cfg.paths.log_dir).glob("**/checkpoints/last.ckpt")
-             if _same_run_kind(p.parent.parent, cfg)]
-    if not found:
+    lines = [f"ckpt_path=last: this run folder {here.parent.parent} has no checkpoints/last.ckpt. "
+             f"ckpt_path=last resumes the run in its own folder: name it with hydra.run.dir=<folder>."]
+    runs = _matching_runs(cfg)
+    if runs:
+        lines.append(f"Runs of model {cfg.model.get('name')} on this data under {cfg.paths.log_dir}, newest first:")
+        for run_dir in runs:
+            last = run_dir / "checkpoints" / "last.ckpt"
+            epoch, step = _checkpoint_epoch(last)
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last.stat().st_mtime))
+            lines.append(f"  {run_dir}  (epoch {epoch}, step {step}, saved {when})\n"
+                         f"    resume: {_resume_command(run_dir)}")
+    else:
+        lines.append(f"No run of model {cfg.model.get('name')} on this data under {cfg.paths.log_dir} has a "
+                     f"last.ckpt; start without ckpt_path.")
+    raise CheckpointError("\n".join(lines))
+
+
+def plan_resume(ckpt_file: str, cfg: DictConfig, module: ClassificationModule,
+                run_config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Checks that ``ckpt_file`` belongs to this run's model and decides what a changed setting means.
+
+    Returns:
+        ``(module.resume_changes, record)``: the changes to apply when training starts (see
+        :meth:`ClassificationModule.apply_resume_changes`) and, for the records, every changed key
+        with its old and new value.
+
+    Raises:
+        CheckpointError: for a checkpoint of another model (or a state dict that does not fit),
+            naming the file; or for a changed setting that a resumed run cannot honour, naming it
+            and what to do.
+    """
+    ckpt = load_checkpoint_file(ckpt_file)
+    meta = ckpt.get("zoo") if isinstance(ckpt.get("zoo"), dict) else {}
+    name = cfg.model.get("name")
+    if meta.get("model") not in (None, name):
         raise CheckpointError(
-            f"ckpt_path=last: no last.ckpt of model {cfg.model.get('name')} with this data under "
-            f"{cfg.paths.log_dir}; pass ckpt_path=<path to a .ckpt file>")
-    newest = max(found, key=lambda p: p.stat().st_mtime)
-    log.info("resuming from the newest matching checkpoint %s", newest)
-    return str(newest)
+            f"checkpoint {ckpt_file} holds model {meta['model']!r}, but this run builds {name!r}: pass "
+            f"model={meta['model']} to resume it, or give the checkpoint of a {name} run")
+    own = module.state_dict()
+    theirs = ckpt["state_dict"]
+    missing = [k for k in own if k not in theirs]
+    wrong = [f"{k} {tuple(theirs[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in theirs and hasattr(theirs[k], "shape") and tuple(theirs[k].shape) != tuple(v.shape)]
+    if missing or wrong:
+        detail = "; ".join([*(f"missing {k}" for k in missing[:3]), *wrong[:3]])
+        raise CheckpointError(
+            f"checkpoint {ckpt_file} does not fit model {name!r} as configured ({detail}). It was written by "
+            f"another model or other model options: resume with that run's settings (its config is in its "
+            f"run folder's .hydra/config.yaml), or give a checkpoint of this model")
+    old_cfg = meta.get("config")
+    if not isinstance(old_cfg, dict):
+        log.warning("checkpoint %s has no saved config: changed settings cannot be checked", ckpt_file)
+        return {}, {}
+    changes = config_changes(old_cfg, run_config, ignore=RESUME_IGNORED)
+    honoured: dict[str, Any] = {}
+    refused = []
+    sched = dict(run_config.get("sched") or {})
+    sched_target = str((sched.get("scheduler") or {}).get("_target_", ""))
+    onecycle = sched_target.endswith("OneCycleLR")
+    auto_cosine = sched_target.endswith("CosineAnnealingLR") and (sched.get("scheduler") or {}).get("T_max") is None
+    step = int(ckpt.get("global_step", 0))
+    warmup = int(sched.get("warmup_steps") or 0)
+    for key, (old, new) in changes.items():
+        if key == "trainer.max_epochs":
+            if onecycle:
+                refused.append(f"{key}: {old} -> {new} (sched=onecycle fixes its phases by the total steps; resume "
+                               f"with trainer.max_epochs={old})")
+            else:
+                honoured["replan"] = auto_cosine
+        elif key == "optim.lr":
+            if onecycle:
+                refused.append(f"{key}: {old} -> {new} (sched=onecycle takes its peak from optim.lr; resume with "
+                               f"optim.lr={old})")
+            elif step < warmup:
+                refused.append(f"{key}: {old} -> {new} (the checkpoint is inside the {warmup}-step warmup; resume "
+                               f"with optim.lr={old} and change it after step {warmup})")
+            elif not old or not new:
+                refused.append(f"{key}: {old} -> {new}")
+            else:
+                honoured["lr"] = (float(old), float(new))
+        elif key.startswith("optim.") and key.count(".") == 1 and key not in ("optim._target_", "optim._partial_"):
+            honoured.setdefault("optim", {})[key.split(".", 1)[1]] = new
+        else:
+            refused.append(f"{key}: {old!r} -> {new!r}")
+    if refused:
+        raise CheckpointError(
+            f"resuming {ckpt_file} with settings that a resumed run cannot honour:\n  " + "\n  ".join(refused) +
+            "\nResume with the values the run was started with (they are in the run folder's .hydra/config.yaml; "
+            "drop those overrides), or start a new run without ckpt_path. A resume honours a new optim.lr (the "
+            "schedule is scaled from the resume on), other optimizer settings, and a longer trainer.max_epochs "
+            "(the cosine schedule is re-planned over the new length).")
+    record = {k: {"old": o, "new": n} for k, (o, n) in changes.items()}
+    if honoured:
+        log.info("resume: applying changed settings %s", ", ".join(f"{k} {v['old']} -> {v['new']}"
+                                                                    for k, v in record.items()))
+    return honoured, record
 
 
-def _callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    callbacks: list[pl.Callback] = [EpochLogger()]
+# ---------------------------------------------------------------------------- data facts -> model
+
+
+def data_facts(datamodule: Any) -> dict[str, Any]:
+    """The facts the model is built from: ``num_classes``, ``in_chans``, ``image_size``, ``small_input``.
+
+    A datamodule that learns its classes from the files (image folders) is set up first.
+    """
+    try:
+        num_classes = datamodule.num_classes
+    except RuntimeError:
+        datamodule.setup("fit")
+        num_classes = datamodule.num_classes
+    return {"num_classes": int(num_classes), "in_chans": int(datamodule.in_chans),
+            "image_size": int(datamodule.image_size), "small_input": bool(datamodule.small_input)}
+
+
+def model_kwargs(model_cfg: DictConfig, facts: dict[str, Any], data_name: str) -> dict[str, Any]:
+    """The keywords ``create_model`` is called with: the model config plus the data's facts.
+
+    ``num_classes`` and ``in_chans`` always come from the data; ``image_size`` and ``small_input``
+    go to builders that take them, unless the model config sets them (``small_input`` is a layout
+    choice; ``image_size`` of a model is the side its head is sized for).
+
+    Raises:
+        ConfigError: if the model config sets ``num_classes`` or ``in_chans`` to another value than the data's.
+    """
+    from zoo._registry import model_info
+
+    kw = OmegaConf.to_container(model_cfg, resolve=True)
+    assert isinstance(kw, dict)
+    name = kw.get("name")
+    params = inspect.signature(model_info(str(name)).builder).parameters
+    problems = []
+    for key in ("num_classes", "in_chans"):
+        given = kw.get(key)
+        if given is not None and given != facts[key]:
+            problems.append(f"model.{key}={given!r} contradicts the data: {data_name} has {key}={facts[key]}. "
+                            f"The model takes {key} from the data: drop the override (e.g. remove "
+                            f"model.{key}={given}), or pick data with {given} {key.replace('_', ' ')}")
+        kw[key] = facts[key]
+    if problems:
+        raise ConfigError(problems)
+    for key in ("image_size", "small_input"):
+        if key in params and kw.get(key) is None:
+            if key == "image_size" and key in kw:
+                continue  # an explicit null: the model's own rule (e.g. 224, or 32 with small_input)
+            kw[key] = facts[key]
+    return kw
+
+
+def _callbacks(cfg: DictConfig, metadata: dict[str, Any]) -> list[pl.Callback]:
+    """The configured callbacks, plus the per-epoch log line, the RNG states and the run's metadata
+    (both saved in every checkpoint)."""
+    callbacks: list[pl.Callback] = [EpochLogger(), RNGState(), RunMetadata(metadata)]
     for name, cb_cfg in (cfg.get("callbacks") or {}).items():
         if cb_cfg is None or "_target_" not in cb_cfg:
             continue
         if cb_cfg._target_.endswith("RichProgressBar") and not sys.stdout.isatty():
             continue  # a progress bar in a log file is noise; EpochLogger writes one line per epoch
         callbacks.append(hydra.utils.instantiate(cb_cfg))
-    return callbacks
+    # last.ckpt is written after the other checkpoint callbacks have saved, so it holds their state
+    return sorted(callbacks, key=lambda c: isinstance(c, LastCheckpoint))
 
 
 def _loggers(cfg: DictConfig, resuming: bool) -> list[Any]:
@@ -167,76 +367,191 @@ def _loggers(cfg: DictConfig, resuming: bool) -> list[Any]:
     return loggers
 
 
+class TrainingDiverged(RuntimeError):
+    """A run stopped on a non-finite loss or gradient; ``results.json`` records ``"status": "diverged"``.
+
+    Attributes:
+        results: the contents of ``results.json``.
+    """
+
+    def __init__(self, message: str, results: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.results = results
+
+
+def _finite_checkpoint(path: str | Path | None) -> bool:
+    """Whether ``path`` is a readable checkpoint whose floating-point weights are all finite."""
+    if not path or not Path(path).is_file():
+        return False
+    try:
+        sd = load_checkpoint_file(path)["state_dict"]
+    except CheckpointError:
+        return False
+    return all(bool(torch.isfinite(v).all()) for v in sd.values() if torch.is_tensor(v) and v.is_floating_point())
+
+
+def _val_acc_best(module: ClassificationModule, fit_metrics: dict[str, float]) -> float | None:
+    """The best validation accuracy: kept in the module's state, so a resume that trains no further has it."""
+    best = float(module.val_acc_best.max_value)
+    if math.isfinite(best):
+        return best
+    return fit_metrics.get("val/acc_best")
+
+
+def _best_path(trainer: pl.Trainer) -> str:
+    """The best checkpoint of the run's ``ModelCheckpoint``, or ``""`` without one."""
+    for cb in trainer.checkpoint_callbacks:
+        if isinstance(cb, ModelCheckpoint):
+            return cb.best_model_path or ""
+    return ""
+
+
+def _hydra_record() -> tuple[DictConfig | None, list[str]]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+        return hc, list(hc.overrides.task)
+    except Exception:
+        return None, sys.argv[1:]
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fits and tests one model as configured, and writes ``results.json`` in the run directory.
+
+    The config is validated first; then the run folder is checked (a folder that holds a run is
+    resumed with ``ckpt_path=last`` or replaced with ``overwrite=true``, never mixed); then the
+    data is found, and the model is built from the data's facts. Each start or resume is a
+    segment of the run's records (see :mod:`zoo.training.records`).
 
     Args:
         cfg: the composed ``configs/train.yaml``.
 
     Returns:
         The contents of ``results.json``.
+
+    Raises:
+        ConfigError: a bad value in the config, before anything heavy runs.
+        CheckpointError: no checkpoint to resume, a foreign or unreadable one, or a changed setting
+            that a resume cannot honour.
+        RunExistsError: the run folder already holds a run.
+        TrainingDiverged: a non-finite loss or gradient stopped the run.
     """
-    if cfg.get("seed") is not None:
-        pl.seed_everything(int(cfg.seed), workers=True)
-    out_dir = Path(cfg.paths.output_dir)
+    validate_config(cfg)
+    out_dir = Path(cfg.paths.output_dir).resolve()
+    folder = RunFolder(out_dir)
+    remove_stale_temporaries(out_dir, folder.checkpoints)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg)
+    if ckpt_path is None:
+        folder.check_fresh_start(bool(cfg.get("overwrite") or False))
     out_dir.mkdir(parents=True, exist_ok=True)
     git_commit = _git_commit(Path(cfg.paths.root_dir))  # the code that runs, before anything can change it
 
+    if cfg.get("seed") is not None:
+        pl.seed_everything(int(cfg.seed), workers=True)
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
-    model: nn.Module = hydra.utils.instantiate(cfg.model)
-    check_input(model, tuple(datamodule.input_size))
+    datamodule.prepare_data()  # a missing dataset is reported before the model is built
+    facts = data_facts(datamodule)
+    choices = _choices()
+    data_name = choices.get("data", str(cfg.data.get("_target_", "")).rsplit(".", 1)[-1])
+    kwargs = model_kwargs(cfg.model, facts, data_name)
+    model: nn.Module = hydra.utils.instantiate(kwargs)
+    check_input(model, (facts["in_chans"], facts["image_size"], facts["image_size"]))
     n_params = count_params(model)
     log.info("model %s: %s parameters; data %s, input %s", cfg.model.get("name"), f"{n_params:,}",
-             type(datamodule).__name__, tuple(datamodule.input_size))
+             type(datamodule).__name__, (facts["in_chans"], facts["image_size"], facts["image_size"]))
 
     module = ClassificationModule(
         model=model,
         optimizer=hydra.utils.instantiate(cfg.optim),
         scheduler=hydra.utils.instantiate(cfg.sched),
-        num_classes=int(cfg.model.num_classes),
+        num_classes=facts["num_classes"],
         label_smoothing=float(cfg.loss.label_smoothing),
         aux_weight=float(cfg.loss.aux_weight),
     )
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg)
+    run_config = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(run_config, dict)
+    run_config["model"] = dict(kwargs)  # the model as built: with the data's facts
+    changes: dict[str, Any] = {}
+    if ckpt_path is not None:
+        module.resume_changes, changes = plan_resume(ckpt_path, cfg, module, run_config)
+    start_epoch, start_step = _checkpoint_epoch(Path(ckpt_path)) if ckpt_path else (0, 0)
+    hydra_cfg, overrides = _hydra_record()
+    segment = folder.begin_segment(_command(), ckpt_path, start_epoch or 0, start_step or 0, changes,
+                                   cfg, hydra_cfg, overrides)
+    metadata = {"model": cfg.model.get("name"), "model_kwargs": {k: v for k, v in kwargs.items() if k != "_target_"},
+                "data": {"name": data_name, **facts, "mean": list(getattr(datamodule, "mean", ()) or ()),
+                         "std": list(getattr(datamodule, "std", ()) or ()),
+                         "classes": list(getattr(datamodule, "classes", None) or [])},
+                "config": run_config}
     interactive = sys.stdout.isatty()
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=_callbacks(cfg), logger=_loggers(cfg, resuming=ckpt_path is not None) or False,
+        cfg.trainer, callbacks=_callbacks(cfg, metadata),
+        logger=_loggers(cfg, resuming=ckpt_path is not None) or False,
         plugins=[AtomicCheckpointIO()], enable_progress_bar=interactive, enable_model_summary=interactive)
 
+    def record(status: str, test_metrics: dict[str, float], fit_metrics: dict[str, float], best: str,
+               tested_on: str | None, seconds: float) -> dict[str, Any]:
+        segments = folder.end_segment(segment, status, int(trainer.current_epoch), int(trainer.global_step))
+        results: dict[str, Any] = {
+            "status": status,
+            "model": cfg.model.get("name"),
+            "data": data_name,
+            "experiment": choices.get("experiment"),
+            "params": n_params,
+            "epochs": int(trainer.current_epoch),
+            "global_steps": int(trainer.global_step),
+            "seed": cfg.get("seed"),
+            "test/acc": test_metrics.get("test/acc"),
+            "test/loss": test_metrics.get("test/loss"),
+            "test/acc5": test_metrics.get("test/acc5"),
+            "val/acc_best": _val_acc_best(module, fit_metrics),
+            "train_seconds": round(seconds, 2),
+            "best_checkpoint": best or None,
+            "tested_on": tested_on,
+            "resumed_from": ckpt_path,
+            "segment": segment["index"],
+            "segments": segments,
+            "run_dir": str(out_dir),
+            "command": _command(),
+            "git_commit": git_commit,
+            "versions": _versions(),
+            "hardware": _hardware(),
+            "device": str(module.device),
+            "config": run_config,
+        }
+        atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n")
+        return results
+
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except DivergenceError as e:
+        seconds = time.perf_counter() - t0
+        last = folder.checkpoints / "last.ckpt"
+        good = str(last) if _finite_checkpoint(last) else None
+        fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        best = _best_path(trainer)
+        results = record("diverged", {}, fit_metrics, best, None, seconds)
+        results["divergence"] = {"what": e.what, "epoch": e.epoch + 1, "step": e.step, "lr": e.lr,
+                                 "value": str(e.value), "last_good_checkpoint": good}
+        atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n")
+        where = (f"The last good checkpoint is {good} (resume it with a lower optim.lr: "
+                 f"hydra.run.dir={out_dir} ckpt_path=last optim.lr=<lower>)." if good else
+                 "No checkpoint was written before it: start again with a lower optim.lr.")
+        raise TrainingDiverged(f"{e}. The run stopped; no test was run. {where} "
+                               f"results.json records status 'diverged'.", results) from e
     train_seconds = time.perf_counter() - t0
-    fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
 
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best = _best_path(trainer)
     test_ckpt = best if (cfg.get("test_on_best", True) and best) else None
-    trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt)
+    weights_ok = _finite_checkpoint(test_ckpt) if test_ckpt else all(
+        bool(torch.isfinite(p).all()) for p in module.parameters())
+    if not weights_ok:
+        results = record("diverged", {}, fit_metrics, best, None, train_seconds)
+        raise TrainingDiverged(f"the weights to test ({test_ckpt or 'the final weights'}) are not finite; no test "
+                               f"was run. results.json records status 'diverged'.", results)
+    trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=True)
     test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-
-    choices = _choices()
-    results: dict[str, Any] = {
-        "model": cfg.model.get("name"),
-        "data": choices.get("data", str(cfg.data.get("_target_", "")).rsplit(".", 1)[-1]),
-        "experiment": choices.get("experiment"),
-        "params": n_params,
-        "epochs": int(trainer.current_epoch),
-        "global_steps": int(trainer.global_step),
-        "seed": cfg.get("seed"),
-        "test/acc": test_metrics.get("test/acc"),
-        "test/loss": test_metrics.get("test/loss"),
-        "test/acc5": test_metrics.get("test/acc5"),
-        "val/acc_best": fit_metrics.get("val/acc_best"),
-        "train_seconds": round(train_seconds, 2),
-        "best_checkpoint": best or None,
-        "tested_on": "best" if test_ckpt else "last",
-        "resumed_from": ckpt_path,
-        "run_dir": str(out_dir),
-        "command": _command(),
-        "git_commit": git_commit,
-        "versions": _versions(),
-        "hardware": _hardware(),
-        "device": str(module.device),
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    }
-    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n")
-    return results
+    return record("completed", test_metrics, fit_metrics, best, "best" if test_ckpt else "last", train_seconds)
