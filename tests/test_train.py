@@ -14,6 +14,7 @@ import zoo
 from hydra_helpers import CONFIGS, ROOT, make_cfg
 from zoo.training import CheckpointError, ClassificationModule, train
 from zoo.training.checkpoint import AtomicCheckpointIO
+from zoo.training.run import model_kwargs
 
 
 def options(group: str) -> list[str]:
@@ -33,14 +34,16 @@ def test_every_config_composes_and_instantiates(group, tmp_path):
     for opt in opts:
         cfg = make_cfg(tmp_path, [f"{group}={opt}"])
         # Every group is instantiated, whichever option was picked: the whole run must be buildable.
-        if cfg.model.name in zoo.list_models():
-            info = zoo.model_info(cfg.model.name)
-            with torch.device("meta"):
-                model = hydra.utils.instantiate(cfg.model)
-            assert isinstance(model, nn.Module), (group, opt)
-            del info
         dm = hydra.utils.instantiate(cfg.data)
-        assert dm.num_classes == cfg.model.num_classes, (group, opt)
+        if cfg.model.name in zoo.list_models():
+            # The model is built from the data's facts (num_classes, in_chans, ...), as train() builds it.
+            facts = {"num_classes": dm._num_classes or 1000, "in_chans": dm.in_chans,
+                     "image_size": dm.image_size, "small_input": dm.small_input}
+            kwargs = model_kwargs(cfg.model, facts, opt)
+            with torch.device("meta"):
+                model = hydra.utils.instantiate(kwargs)
+            assert isinstance(model, nn.Module), (group, opt)
+            assert model_kwargs(cfg.model, facts, opt)["num_classes"] == facts["num_classes"]
         params = [nn.Parameter(torch.zeros(2))]
         opt_obj = hydra.utils.instantiate(cfg.optim)(params=params)
         sched = hydra.utils.instantiate(cfg.sched)
@@ -286,3 +289,20 @@ def test_cli_bad_input_exits_with_the_message(tmp_path):
     out = _cli(tmp_path, "model=lenet5", "data.image_size=28")
     assert out.returncode == 2
     assert "input too small for lenet5" in out.stderr and "features.c5" in out.stderr
+
+
+def test_cli_bad_config_exits_2_naming_every_bad_key(tmp_path):
+    out = _cli(tmp_path, "trainer.max_epochs=abc", "data.batch_size=1.5", "seed=-5", "optim.lr=0")
+    assert out.returncode == 2
+    for line in ("trainer.max_epochs='abc'", "data.batch_size=1.5", "seed=-5", "optim.lr=0"):
+        assert line in out.stderr, line
+    assert "e.g. trainer.max_epochs=" in out.stderr
+    assert not list(tmp_path.glob("**/checkpoints")), "nothing ran"
+
+
+def test_cli_divergence_exits_3_and_records_it(tmp_path):
+    out = _cli(tmp_path, "optim.lr=1.0e10", "sched=none", "trainer.max_epochs=2")
+    assert out.returncode == 3, out.stderr[-2000:]
+    assert "training diverged: non-finite" in out.stderr and "no test was run" in out.stderr
+    (results,) = tmp_path.glob("train/runs/*/*/results.json")
+    assert json.loads(results.read_text())["status"] == "diverged"

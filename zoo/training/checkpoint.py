@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -148,13 +149,19 @@ def load_checkpoint_file(path: Any, map_location: Any = "cpu") -> dict[str, Any]
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:
-        reason = (str(e).strip().splitlines() or [""])[0][:200]
-        if "weights_only" in str(e) or "Unsupported global" in str(e) or "Weights only load failed" in str(e):
+        text = str(e)
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        reason = (text.strip().splitlines() or [""])[0][:200]
+        if unsafe:
             raise CheckpointError(
-                f"checkpoint {p} holds objects other than tensors and plain containers ({reason}). It was not "
+                f"checkpoint {p} holds objects other than tensors and plain containers (it names "
+                f"{unsafe.group(1)}). It was not "
                 f"written by this project, and loading it fully could run code, so it is refused. Use a "
                 f"checkpoint written by this project's training (checkpoints/last.ckpt or best-*.ckpt)."
             ) from e
+        detail = re.search(r"WeightsUnpickler error: (.+)", text.replace("\n\n", " "))
+        if detail:
+            reason = detail.group(1).split("Check the documentation")[0].strip()[:200]
         raise CheckpointError(
             f"checkpoint {p} ({p.stat().st_size} bytes) is unreadable ({type(e).__name__}: {reason}). "
             f"It is truncated or not a checkpoint written by this project. Resume from another file in "

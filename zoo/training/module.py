@@ -160,10 +160,17 @@ class ClassificationModule(pl.LightningModule):
         if grads and not scaled:
             total = total + torch.stack(torch._foreach_norm(grads)).float().sum()
         if not bool(torch.isfinite(total)):
-            epoch, step = int(self.current_epoch), int(self.global_step)
             if not bool(torch.isfinite(loss)):
-                raise DivergenceError("loss", epoch, step, self._lr(), float(loss))
-            raise DivergenceError("gradients", epoch, step, self._lr(), float(total - loss.float()))
+                self._diverged("loss", "train/loss_step", float(loss))
+            self._diverged("gradients", "train/grad_norm", float(total - loss.float()))
+
+    def _diverged(self, what: str, key: str, value: float) -> None:
+        """Writes the non-finite value to the loggers (NaN shows as NaN), then raises :class:`DivergenceError`."""
+        epoch, step = int(self.current_epoch), int(self.global_step)
+        for logger in self.trainer.loggers:
+            logger.log_metrics({key: value, "epoch": epoch}, step=step)
+            logger.save()
+        raise DivergenceError(what, epoch, step, self._lr(), value)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:  # the sanity check must not count towards the best accuracy
@@ -171,8 +178,7 @@ class ClassificationModule(pl.LightningModule):
         if self.check_finite and self.val_loss.update_count:
             val_loss = self.val_loss.compute()
             if not bool(torch.isfinite(val_loss)):
-                raise DivergenceError("validation loss", int(self.current_epoch), int(self.global_step),
-                                      self._lr(), float(val_loss))
+                self._diverged("validation loss", "val/loss", float(val_loss))
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
@@ -245,11 +251,17 @@ class ClassificationModule(pl.LightningModule):
                      old, new, ratio, self.global_step, optimizer.param_groups[0]["lr"])
         if changes.get("replan"):
             for c in configs:
-                if isinstance(c.scheduler, CosineAnnealingLR):
-                    old_t = c.scheduler.T_max
-                    c.scheduler.T_max = self._total_units(c.interval)
-                    log.info("resume: cosine schedule re-planned over %d %ss (was %d)", c.scheduler.T_max,
-                             c.interval, old_t)
+                sched = c.scheduler
+                if isinstance(sched, CosineAnnealingLR):
+                    old_t, old_lr = sched.T_max, optimizer.param_groups[0]["lr"]
+                    sched.T_max = self._total_units(c.interval)
+                    t = min(sched.last_epoch, sched.T_max)
+                    for group, base in zip(optimizer.param_groups, sched.base_lrs):
+                        group["lr"] = sched.eta_min + (base - sched.eta_min) * (1 + math.cos(math.pi * t / sched.T_max)) / 2
+                    sched._last_lr = [g["lr"] for g in optimizer.param_groups]
+                    log.info("resume: cosine schedule re-planned over %d %ss (was %d): at %s %d the lr is %.4g "
+                             "(was %.4g); it decays to eta_min at the new end", sched.T_max, c.interval, old_t,
+                             c.interval, t, optimizer.param_groups[0]["lr"], old_lr)
 
     def _total_units(self, interval: str) -> int:
         """Optimizer steps (``interval="step"``) or epochs of the whole run."""

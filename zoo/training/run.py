@@ -19,6 +19,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn as nn
 from pytorch_lightning.callbacks import ModelCheckpoint
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.profiling import count_params
@@ -100,11 +101,20 @@ def check_input(model: nn.Module, input_size: tuple[int, ...]) -> None:
 
     Raises:
         zoo.InputTooSmallError: naming the layer and the output-size arithmetic.
+        ConfigError: naming ``data.image_size`` when the model refuses the size for another reason
+            (a ViT whose patch does not divide it).
     """
+    from zoo.ops.shape import InputTooSmallError
+
     was_training = model.training
     model.eval()
     try:
         model(torch.zeros(1, *input_size))
+    except InputTooSmallError:
+        raise
+    except (ValueError, RuntimeError) as e:
+        raise ConfigError([f"data.image_size={input_size[-1]}: the model refuses a {input_size[0]}x"
+                           f"{input_size[1]}x{input_size[2]} input: {e}"]) from e
     finally:
         model.train(was_training)
 
@@ -383,10 +393,7 @@ def _finite_checkpoint(path: str | Path | None) -> bool:
     """Whether ``path`` is a readable checkpoint whose floating-point weights are all finite."""
     if not path or not Path(path).is_file():
         return False
-    try:
-        sd = load_checkpoint_file(path)["state_dict"]
-    except CheckpointError:
-        return False
+    sd = load_checkpoint_file(path)["state_dict"]
     return all(bool(torch.isfinite(v).all()) for v in sd.values() if torch.is_tensor(v) and v.is_floating_point())
 
 
@@ -455,7 +462,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     choices = _choices()
     data_name = choices.get("data", str(cfg.data.get("_target_", "")).rsplit(".", 1)[-1])
     kwargs = model_kwargs(cfg.model, facts, data_name)
-    model: nn.Module = hydra.utils.instantiate(kwargs)
+    try:
+        model: nn.Module = hydra.utils.instantiate(kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__ or e
+        if not isinstance(cause, (ValueError, TypeError)):
+            raise
+        key = "data.image_size" if "image_size" in str(cause) else "model"
+        value = facts["image_size"] if key == "data.image_size" else cfg.model.get("name")
+        raise ConfigError([f"{key}={value}: model {cfg.model.get('name')} cannot be built: {cause}"]) from e
     check_input(model, (facts["in_chans"], facts["image_size"], facts["image_size"]))
     n_params = count_params(model)
     log.info("model %s: %s parameters; data %s, input %s", cfg.model.get("name"), f"{n_params:,}",
@@ -529,7 +544,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except DivergenceError as e:
         seconds = time.perf_counter() - t0
         last = folder.checkpoints / "last.ckpt"
-        good = str(last) if _finite_checkpoint(last) else None
+        try:
+            good = str(last) if _finite_checkpoint(last) else None
+        except CheckpointError:
+            good = None
         fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         best = _best_path(trainer)
         results = record("diverged", {}, fit_metrics, best, None, seconds)
