@@ -7,8 +7,10 @@ them. Each preset becomes one Hydra multirun::
     python train.py -m experiment=<name> seed=0,1,2 hydra.sweep.dir=results/runs/<name> hydra.sweep.subdir=seed${seed}
 
 so every run keeps its ``results.json``, metrics and resolved config under ``results/runs/<name>/seed<N>``
-(checkpoints are not kept in git). Seeds that already have a ``results.json`` are skipped, so an
-interrupted table resumes where it stopped. ``make results`` then regenerates the README table.
+(checkpoints are not kept in git). Seeds that already have a ``results.json`` are skipped, and a seed
+whose run was interrupted (a ``last.ckpt`` but no ``results.json``) is resumed in its folder with
+``ckpt_path=last``, so an interrupted table goes on where it stopped, exactly. ``make results`` then
+regenerates the README table.
 
 Usage::
 
@@ -54,7 +56,8 @@ def table_commands(configs_dir: Path, out_root: Path, seeds: Sequence[int], only
             the config's default (``ZOO_DATA`` or ``<project>/data``).
 
     Returns:
-        The commands, each a list of arguments starting with ``python train.py -m``.
+        The commands: one ``python train.py ... ckpt_path=last`` per interrupted seed, then one
+        ``python train.py -m`` multirun per preset for the seeds not started.
     """
     commands = []
     for preset in read_presets(configs_dir):
@@ -65,12 +68,17 @@ def table_commands(configs_dir: Path, out_root: Path, seeds: Sequence[int], only
         if not todo:
             log.info("%s: seeds %s done", preset["experiment"], ",".join(map(str, seeds)))
             continue
-        cmd = [sys.executable, "train.py", "-m", f"experiment={preset['experiment']}"]
-        if data_root is not None and preset["dataset"] != "digits":
-            cmd.append(f"data.root={data_root}")
-        cmd += ["callbacks.rich_progress_bar=null", f"seed={','.join(map(str, todo))}",
-                f"hydra.sweep.dir={out_dir}", "hydra.sweep.subdir=seed${seed}"]
-        commands.append(cmd)
+        data = [f"data.root={data_root}"] if data_root is not None and preset["dataset"] != "digits" else []
+        interrupted = [s for s in todo if (out_dir / f"seed{s}" / "checkpoints" / "last.ckpt").is_file()]
+        for s in interrupted:  # resumed in its own folder, from its last.ckpt
+            commands.append([sys.executable, "train.py", f"experiment={preset['experiment']}", *data,
+                             "callbacks.rich_progress_bar=null", f"seed={s}", f"hydra.run.dir={out_dir / f'seed{s}'}",
+                             "ckpt_path=last"])
+        fresh = [s for s in todo if s not in interrupted]
+        if fresh:
+            commands.append([sys.executable, "train.py", "-m", f"experiment={preset['experiment']}", *data,
+                             "callbacks.rich_progress_bar=null", f"seed={','.join(map(str, fresh))}",
+                             f"hydra.sweep.dir={out_dir}", "hydra.sweep.subdir=seed${seed}"])
     return commands
 
 

@@ -65,6 +65,18 @@ def test_runner_plans_cpu_presets_and_skips_finished_seeds(tmp_path):
     assert run_table.table_commands(configs, out, SEEDS, only="*_mnist") == []
 
 
+def test_runner_resumes_an_interrupted_seed_in_its_folder(tmp_path):
+    """A seed killed mid-run (last.ckpt, no results.json) is resumed with ckpt_path=last; the others start."""
+    run_table = _runner()
+    configs, out = CONFIGS, tmp_path / "runs"
+    (out / "lenet5_digits" / "seed1" / "checkpoints").mkdir(parents=True)
+    (out / "lenet5_digits" / "seed1" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    resume, fresh = run_table.table_commands(configs, out, SEEDS, only="lenet5_digits")
+    assert resume[1:] == ["train.py", "experiment=lenet5_digits", "callbacks.rich_progress_bar=null", "seed=1",
+                          f"hydra.run.dir={out / 'lenet5_digits' / 'seed1'}", "ckpt_path=last"]
+    assert fresh[1:3] == ["train.py", "-m"] and "seed=0,2" in fresh
+
+
 def test_runner_dry_run_prints_and_runs_nothing(tmp_path, caplog):
     run_table = _runner()
     caplog.set_level("INFO")
