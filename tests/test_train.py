@@ -141,17 +141,26 @@ def test_corrupt_checkpoint_gives_a_clear_error(tmp_path):
         train(make_cfg(tmp_path / "run", [f"ckpt_path={tmp_path / 'missing.ckpt'}"]))
 
 
-def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+@pytest.mark.parametrize("failure", ["killed", "disk_full"])
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch, failure):
+    """A save that fails half-way (an interrupt, a full disk) leaves the previous file intact and no debris;
+    a full disk is reported with the file's name and what to do."""
+    import errno
+
     io = AtomicCheckpointIO()
     path = tmp_path / "last.ckpt"
     io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)
 
     def crash(obj, f, *a, **k):
         f.write(b"partial bytes")
-        raise KeyboardInterrupt("killed while saving")
+        if failure == "killed":
+            raise KeyboardInterrupt("killed while saving")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(KeyboardInterrupt):
+    expected = (pytest.raises(KeyboardInterrupt) if failure == "killed" else
+                pytest.raises(CheckpointError, match=r"(?s)could not write .*last\.ckpt: No space left.*intact.*free"))
+    with expected:
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
     monkeypatch.undo()
     assert torch.equal(io.load_checkpoint(path)["state_dict"]["w"], torch.ones(3))
