@@ -1,5 +1,5 @@
 # Quick start:
-#   make train   # create .venv, install zoo, train LeNet-5 on the bundled digits
+#   make train   # create .venv, install zoo[train], train LeNet-5 on the bundled digits
 #   make test    # create or reuse .venv, install zoo[dev], run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -21,19 +21,24 @@ $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "zoo needs Python 3.10+, found " + sys.version.split()[0]'
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall only when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# Reinstall only when pyproject.toml changes. The core install (pip install -e .) is the models alone;
+# training needs the train extra, the report the report extra, the tests dev (all extras + pytest).
+$(VENV)/.installed-train: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[train]'
 	@touch $@
+
+$(VENV)/.installed-report: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[train,report]'
+	@touch $@ $(VENV)/.installed-train
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	@touch $@ $(VENV)/.installed
+	@touch $@ $(VENV)/.installed-train $(VENV)/.installed-report
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed-train
 install-dev: $(VENV)/.installed-dev
 
-train: $(VENV)/.installed
+train: $(VENV)/.installed-train
 	$(BIN)/python train.py $(ARGS)
 
 test: $(VENV)/.installed-dev
@@ -42,10 +47,10 @@ test: $(VENV)/.installed-dev
 # The README results table: `make table` trains every CPU-trainable preset over seeds 0,1,2 (finished seeds
 # are skipped) into results/runs, which is kept in git without weights; `make results` regenerates the
 # table, results/report/results.{md,csv} and its plots from those runs. The table is never edited by hand.
-table: $(VENV)/.installed
+table: $(VENV)/.installed-train
 	$(BIN)/python scripts/run_table.py $(ARGS)
 
-results: $(VENV)/.installed
+results: $(VENV)/.installed-report
 	$(BIN)/python -m zoo.report results/runs --out results/report --readme README.md
 
 clean:

@@ -17,6 +17,11 @@ def _meta(name: str, **kwargs) -> nn.Module:
         return zoo.create_model(name, **kwargs)
 
 
+def _fcs(m: nn.Module) -> list[nn.Linear]:
+    """fc6, fc7, fc8 (or the GAP head's linear layer), in order."""
+    return [l for l in m.classifier if isinstance(l, nn.Linear)]
+
+
 def _lrn_by_formula(a: torch.Tensor, k: float, n: int, alpha: float, beta: float) -> torch.Tensor:
     """b_i = a_i / (k + alpha * sum_{j=max(0,i-n/2)}^{min(N-1,i+n/2)} a_j^2)^beta, written out channel by channel."""
     num_ch = a.shape[1]
@@ -60,6 +65,7 @@ def test_alexnet_layers_towers_and_lrn_placement():
     assert kinds.count("LocalResponseNorm") == 2
     lrn = m.features[2]
     assert (lrn.size, lrn.alpha, lrn.beta, lrn.k) == (5, 1e-4, 0.75, 2.0)
+    assert [l.groups for l in m.features if isinstance(l, LocalResponseNorm)] == [2, 2]  # one per tower
     pools = [l for l in m.features if isinstance(l, nn.MaxPool2d)]
     assert len(pools) == 3 and all(p.kernel_size == 3 and p.stride == 2 for p in pools)  # overlapping
     drops = [l.p for l in m.classifier if isinstance(l, nn.Dropout)]
@@ -74,7 +80,7 @@ def test_why_227_and_not_224():
     assert conv1(torch.empty(1, 3, 227, 227, device="meta")).shape[-1] == 55
     assert conv1(torch.empty(1, 3, 224, 224, device="meta")).shape[-1] == 54
     assert m.forward_features(torch.empty(1, 3, 227, 227, device="meta")).shape == (1, 256, 6, 6)
-    assert m.classifier[1].in_features == 9216
+    assert _fcs(m)[0].in_features == 9216
 
 
 def test_alexnet_init_follows_the_paper():
@@ -92,16 +98,16 @@ def test_small_input_layout():
     m = zoo.create_model("alexnet", num_classes=10, in_chans=1, small_input=True)
     conv1 = m.features[0]
     assert (conv1.kernel_size, conv1.stride, conv1.padding) == ((3, 3), (1, 1), (1, 1))
-    assert m.classifier[1].in_features == 256 * 3 * 3  # 32 -> 15 -> 7 -> 3
+    assert _fcs(m)[0].in_features == 256 * 3 * 3  # 32 -> 15 -> 7 -> 3
     m.eval()
     with torch.no_grad():
         assert m(torch.randn(2, 1, 32, 32)).shape == (2, 10)
         assert m(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     m28 = _meta("alexnet", num_classes=10, in_chans=1, small_input=True, image_size=28)
-    assert m28.classifier[1].in_features == 256 * 2 * 2  # 28 -> 13 -> 6 -> 2
+    assert _fcs(m28)[0].in_features == 256 * 2 * 2  # 28 -> 13 -> 6 -> 2
     # The faithful layout rejects a 32-px image with the layer and the arithmetic.
     with pytest.raises(zoo.InputTooSmallError, match="features"):
-        _meta("alexnet", num_classes=10)(torch.empty(1, 3, 32, 32, device="meta"))
+        zoo.check_input(_meta("alexnet", num_classes=10), (3, 32, 32))
 
 
 def test_gap_head_cost_and_any_size():
@@ -144,10 +150,74 @@ def test_small_input_defaults_to_kaiming_init_and_paper_init_stays_available():
     assert all(float(c.bias.detach().abs().max()) == 0.0 for c in convs)
     fan_in = convs[2].weight[0].numel()  # conv3: 256 * 3 * 3
     assert abs(convs[2].weight.std().item() - (2 / fan_in) ** 0.5) < 0.05 * (2 / fan_in) ** 0.5
-    fc = small.classifier[1]
+    fc = _fcs(small)[0]
     assert abs(fc.weight.std().item() - 0.01) < 1e-3 and float(fc.bias.detach().abs().max()) == 0.0
     forced = zoo.create_model("alexnet", num_classes=10, small_input=True, head="gap", init="paper")
     assert [float(c.bias.detach().unique()) for c in forced.features if isinstance(c, nn.Conv2d)] == \
         [0.0, 1.0, 0.0, 1.0, 1.0]
     with pytest.raises(ValueError, match="init"):
         zoo.create_model("alexnet", init="xavier")
+
+
+# ----------------------------------------------------------------------------- Sec. 4.2 and 3.5
+
+
+def test_dropout_follows_fc6_and_fc7_in_the_paper_network():
+    """Sec. 4.2: dropout sets the outputs of fc6 and fc7 to zero; torchvision's order drops their inputs."""
+    kinds = [type(l).__name__ for l in _meta("alexnet").classifier]
+    assert kinds == ["Linear", "ReLU", "Dropout", "Linear", "ReLU", "Dropout", "Linear"]
+    tv = [type(l).__name__ for l in _meta("alexnet_tv").classifier]
+    assert tv == ["Dropout", "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Linear"]
+    # Both keep torchvision's state-dict keys: fc6, fc7, fc8 at classifier.1, .4, .6.
+    for name in ("alexnet", "alexnet_tv"):
+        keys = [k for k in _meta(name).state_dict() if k.startswith("classifier.")]
+        assert keys == [f"classifier.{i}.{p}" for i in (1, 4, 6) for p in ("weight", "bias")], keys
+
+
+def test_dropout_zeroes_fc7_outputs_in_training():
+    torch.manual_seed(0)
+    m = zoo.create_model("alexnet", num_classes=10, small_input=True, fc_width=64, dropout=0.5)
+    feats = m.forward_features(torch.randn(4, 3, 32, 32)).detach()
+    m.eval()
+    kept = m.forward_head(feats, pre_logits=True)  # (4, 64): fc7's ReLU outputs
+    m.train()
+    dropped = m.forward_head(feats, pre_logits=True)
+    assert ((dropped == 0) & (kept != 0)).any()
+    assert m.get_classifier() is _fcs(m)[-1]
+
+
+def test_lrn_normalises_each_tower_on_its_own():
+    """Perturbing tower 2's maps before an LRN leaves tower 1's normalised maps unchanged."""
+    torch.manual_seed(0)
+    m = zoo.create_model("alexnet", head="gap").eval()
+    for idx, half in ((2, 48), (6, 128)):  # lrn1 after conv1 (96 maps), lrn2 after conv2 (256 maps)
+        lrn = m.features[idx]
+        assert isinstance(lrn, LocalResponseNorm) and lrn.groups == 2
+        a = torch.randn(2, 2 * half, 5, 5, dtype=torch.float64) * 40
+        b = a.clone()
+        b[:, half:] = torch.randn(2, half, 5, 5, dtype=torch.float64) * 40
+        out_a, out_b = lrn(a), lrn(b)
+        torch.testing.assert_close(out_a[:, :half], out_b[:, :half], rtol=0, atol=0)
+        assert not torch.allclose(out_a[:, half:], out_b[:, half:])
+        # Reference: F.local_response_norm per half, with the paper's alpha (torch divides it by n).
+        ref = torch.cat([F.local_response_norm(t, 5, alpha=1e-4 * 5, beta=0.75, k=2.0) for t in a.split(half, 1)], 1)
+        torch.testing.assert_close(out_a, ref, rtol=1e-12, atol=1e-12)
+        # Across all channels the border maps of the towers would see each other: a different function.
+        whole = F.local_response_norm(a, 5, alpha=1e-4 * 5, beta=0.75, k=2.0)
+        assert not torch.allclose(whole[:, half - 2:half + 2], out_a[:, half - 2:half + 2])
+
+
+def test_grouped_lrn_matches_the_formula_per_group():
+    torch.manual_seed(0)
+    a = torch.randn(2, 12, 3, 3, dtype=torch.float64) * 40
+    got = LocalResponseNorm(5, 1e-4, 0.75, 2.0, groups=3)(a)
+    expected = torch.cat([_lrn_by_formula(t, k=2.0, n=5, alpha=1e-4, beta=0.75) for t in a.split(4, 1)], 1)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="divisible"):
+        LocalResponseNorm(groups=5)(a)
+
+
+def test_alexnet_tv_has_no_lrn_and_single_tower():
+    m = _meta("alexnet_tv")
+    assert not any(isinstance(l, LocalResponseNorm) for l in m.modules())
+    assert all(c.groups == 1 for c in m.features if isinstance(c, nn.Conv2d))

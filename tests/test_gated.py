@@ -103,3 +103,27 @@ def test_learns_a_small_batch(name):
         losses.append(loss.item())
     assert losses[-1] < 0.1 * losses[0]
     assert bool((logits.argmax(1) == y).all())  # (train mode: BN running stats still lag after 20 steps)
+
+
+def test_layouts_and_keywords():
+    """gated_cnn: the 28/32-px layout is its default (the registered one), False the large-image stem;
+    gated_tcn has a single layout."""
+    assert zoo.create_model("gated_cnn").stem[0].conv.stride == (1, 1)
+    assert zoo.create_model("gated_cnn", small_input=False).stem[0].conv.stride == (2, 2)
+    assert zoo.create_model("gated_tcn", small_input=True).num_features == 64
+    with pytest.raises(ValueError, match=r"'gated_tcn'.*accepts only small_input=True.*got small_input=False"):
+        zoo.create_model("gated_tcn", small_input=False)
+    with pytest.raises(TypeError):
+        GatedTCN(28, 28, 64, 3, 2, None, 10)  # num_classes is keyword-only
+
+
+def test_gated_tcn_head_reads_the_last_step_and_resets():
+    torch.manual_seed(0)
+    model = zoo.create_model("gated_tcn", num_classes=10).eval()
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        last = model.forward_head(model.forward_features(x), pre_logits=True)
+        assert last.shape == (2, 64)
+        torch.testing.assert_close(model.fc(last), model(x))
+        model.reset_classifier(4)
+        assert model(x).shape == (2, 4) and model.num_classes == 4 and model.fc.bias.abs().max() == 0

@@ -141,6 +141,14 @@ def test_shuffle_between_grouped_convs_mixes_groups():
             assert seen_groups.tolist() == [True, False, False]
 
 
+def test_channel_shuffle_is_one_node_of_an_fx_trace():
+    """The shape check would stop torch.fx; the function is a leaf of the trace instead."""
+    traced = torch.fx.symbolic_trace(ChannelShuffle(3))
+    assert [n.target for n in traced.graph.nodes if n.op == "call_function"] == [channel_shuffle]
+    x = torch.randn(2, 12, 3, 3)
+    assert torch.equal(traced(x), channel_shuffle(x, 3))
+
+
 def test_channel_shuffle_rejects_indivisible_channels():
     with pytest.raises(ValueError, match="divisible"):
         channel_shuffle(torch.zeros(1, 10, 2, 2), 3)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import zoo
 import zoo.ops
 from zoo.models.lenet import (
+    EuclideanRBF,
     ScaledTanh,
     TableConv2d,
     TrainableSubsampling,
@@ -188,12 +189,62 @@ def test_lenet5_init_follows_the_paper():
 def test_lenet5_needs_32x32_and_28x28_names_c5():
     m = zoo.create_model("lenet5")
     with pytest.raises(zoo.InputTooSmallError) as err:
-        m(torch.zeros(1, 1, 28, 28))  # 28 -> 24 -> 12 -> 8 -> 4, and C5's 5x5 kernel does not fit
+        zoo.check_input(m, (1, 28, 28))  # 28 -> 24 -> 12 -> 8 -> 4, and C5's 5x5 kernel does not fit
     msg = str(err.value)
     assert "'features.c5'" in msg
     assert "(4 + 2*0 - 1*(5-1) - 1)/1 + 1 = 0" in msg
     with pytest.raises(ValueError, match=r"C5 must be 1x1.*2x2"):
         m(torch.zeros(1, 1, 36, 36))
+
+
+def test_lenet5_is_a_32px_network_its_only_layout():
+    for name in ("lenet5", "lenet5_modern"):
+        assert zoo.create_model(name, small_input=True).num_features == 84
+        with pytest.raises(ValueError, match=rf"'{name}'.*small_input=True.*small_input=False"):
+            zoo.create_model(name, small_input=False)
+        with pytest.raises(TypeError, match="small_input"):
+            zoo.model_info(name).builder(small_input="yes")
+
+
+def test_lenet5_dropout_sits_before_the_rbf_layer():
+    m = lenet5(dropout=0.5)
+    assert isinstance(m.dropout, nn.Dropout) and m.dropout.p == 0.5
+    assert isinstance(lenet5().dropout, nn.Identity)  # the paper has none
+    feats = m.forward_features(torch.randn(4, 1, 32, 32)).detach()
+    m.eval()
+    f6 = m.forward_head(feats, pre_logits=True)
+    m.train()
+    dropped = m.forward_head(feats, pre_logits=True)
+    kept = dropped != 0
+    assert not kept.all()
+    torch.testing.assert_close(dropped[kept], 2 * f6[kept])
+
+
+def test_reset_classifier_replaces_the_rbf_by_a_linear_layer():
+    """The RBF prototypes are the ten digit bitmaps: another class count gets a trainable Linear(84, k)."""
+    torch.manual_seed(0)
+    m = lenet5().eval()
+    x = torch.randn(3, 1, 32, 32)
+    assert m.get_classifier() is m.output and isinstance(m.output, EuclideanRBF)
+    f6 = m.forward_head(m.forward_features(x), pre_logits=True)
+    m.reset_classifier(7)
+    assert isinstance(m.get_classifier(), nn.Linear) and m.output.weight.shape == (7, 84)
+    assert m.num_classes == 7 and m.output.weight.abs().max() <= 2.4 / 84  # the paper's U(-2.4/F, 2.4/F)
+    torch.testing.assert_close(m(x), m.output(f6))  # plain logits, not minus a penalty
+    m.reset_classifier(0)
+    assert isinstance(m.get_classifier(), nn.Identity)
+    torch.testing.assert_close(m(x), f6)  # (3, 84): F6
+    m.reset_classifier(10)  # the paper's head again: the digit bitmaps
+    assert isinstance(m.output, EuclideanRBF) and torch.equal(m.output.prototypes, digit_prototypes())
+    assert "output.prototypes" in m.state_dict() and m.num_classes == 10
+    assert (m(x) <= 0).all()  # minus the penalties again
+    seven = lenet5(num_classes=7)  # built for 7 classes: the seeded random code, kept until reset
+    assert isinstance(seven.output, EuclideanRBF)
+    seven.reset_classifier(10)
+    assert torch.equal(seven.output.prototypes, digit_prototypes())
+    modern = lenet5_modern()
+    modern.reset_classifier(10)
+    assert isinstance(modern.output, nn.Linear) and modern.output.bias.abs().max() == 0  # He init, zero bias
 
 
 def test_unknown_options_raise():

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 import zoo
 from zoo.layers.conv import ConvBNAct, DepthwiseSeparableConv2d
-from zoo.models.mobilenet import MobileNetV1
+from zoo.models.mobilenet import MOBILENET_V1_CFG, MobileNetV1
 
 
 def _meta(name: str, **kwargs) -> nn.Module:
@@ -96,3 +96,11 @@ def test_default_layout_leaves_a_32px_image_1x1():
     """Why small_input exists: the ImageNet layout divides by 32, so a 32-px image ends as one pixel."""
     model = zoo.create_model("mobilenet_v1_x0_25", num_classes=10)
     assert model.forward_features(torch.randn(2, 3, 32, 32)).shape == (2, 256, 1, 1)
+
+
+def test_dropout_option_and_keyword_only_class():
+    model = _meta("mobilenet_v1_x0_25", dropout=0.2)
+    assert isinstance(model.drop, nn.Dropout) and model.drop.p == 0.2
+    assert isinstance(_meta("mobilenet_v1_x0_25").drop, nn.Identity)  # the paper names no dropout
+    with pytest.raises(TypeError):
+        MobileNetV1(MOBILENET_V1_CFG, 32, 1.0, 10)  # num_classes is keyword-only

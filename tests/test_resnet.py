@@ -214,6 +214,42 @@ def test_features_and_head():
         torch.testing.assert_close(model.forward_head(feats), model(x))
 
 
+@pytest.mark.parametrize("name", sorted(CIFAR))
+def test_cifar_networks_are_32px_only(name):
+    assert _meta(name, small_input=True).feature_info[0]["reduction"] == 1
+    with pytest.raises(ValueError, match=rf"'{name}'.*accepts only small_input=True.*got small_input=False"):
+        _meta(name, small_input=False)
+
+
+def test_dropout_before_fc_and_reset_classifier():
+    model = zoo.create_model("resnet20", num_classes=7, dropout=0.25)
+    assert isinstance(model.drop, nn.Dropout) and model.drop.p == 0.25
+    assert isinstance(zoo.create_model("resnet20").drop, nn.Identity)  # the paper has none
+    assert isinstance(_meta("resnet18", dropout=0.1).drop, nn.Dropout)
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        pooled = model.forward_head(model.forward_features(x), pre_logits=True)
+        model.reset_classifier(0)
+        torch.testing.assert_close(model(x), pooled)
+        model.reset_classifier(3)
+        assert model.get_classifier() is model.fc and model(x).shape == (2, 3) and model.num_classes == 3
+
+
+def test_init_is_the_shared_fan_out_helper(monkeypatch):
+    """ResNet's init is zoo.layers.init.kaiming_fan_out_init, the fc left at PyTorch's default: same draws."""
+    from zoo.layers.init import kaiming_fan_out_init
+
+    torch.manual_seed(0)
+    model = zoo.create_model("resnet20")
+    monkeypatch.setattr(ResNet, "_init_weights", lambda self, zero_init_residual=False: None)
+    torch.manual_seed(0)
+    bare = zoo.create_model("resnet20")
+    kaiming_fan_out_init(bare, linear_std=None)
+    for (name, a), b in zip(model.state_dict().items(), bare.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_init_is_kaiming_fan_out():
     model = zoo.create_model("resnet56")
     conv = model.stages[2][3].conv1  # 64 -> 64, 3x3: fan_out = 576

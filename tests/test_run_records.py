@@ -92,7 +92,7 @@ def test_a_folder_with_finished_results_is_not_trained_into_again(tmp_path):
     again = train(make_cfg(run, [*FAST, "overwrite=true", "seed=1"]))
     assert again["seed"] == 1 and [s["index"] for s in again["segments"]] == [1]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == \
-        sorted({"last.ckpt", Path(again["best_checkpoint"]).name})
+        sorted({"last.ckpt", Path(again["best_checkpoint"]).name, "model.safetensors", "model.json"})
 
 
 def test_a_folder_with_an_unfinished_run_is_not_trained_into_either(tmp_path):

@@ -231,11 +231,11 @@ def test_valid_keywords_still_build(model, kwargs):
     ("resnet20", "stem"),  # **kwargs reach ResNet: its keywords are listed too
     ("vit_tiny_patch4", "image_size"),
 ])
-def test_small_input_on_a_model_without_it_names_the_model(model, family_keyword):
+def test_a_keyword_a_model_does_not_take_names_the_model(model, family_keyword):
     with pytest.raises(ModelArgumentTypeError) as err:
-        zoo.create_model(model, small_input=True)
+        zoo.create_model(model, widen=2)
     msg = str(err.value)
-    assert repr(model) in msg and "small_input=True" in msg
+    assert repr(model) in msg and "widen=2" in msg
     assert "Accepted keywords:" in msg and "num_classes" in msg and family_keyword in msg
     assert f"zoo.create_model({model!r}, num_classes=" in msg
 
@@ -315,7 +315,7 @@ def test_vit_set_image_size_refuses_a_size_not_divisible_by_the_patch():
     (["lenet5", "--num-classes", "0"], ["--num-classes", "'0'", "--num-classes 10"]),
     (["lenet5", "--num-classes", "ten"], ["--num-classes", "'ten'", "--num-classes 10"]),
     (["lenett5"], ["unknown model 'lenett5'", "Did you mean: lenet5"]),
-    (["lenet5", "--small-input"], ["'lenet5'", "small_input=True", "Accepted keywords"]),
+    (["lenet5", "--num-classes", "-3"], ["--num-classes", "'-3'", "--num-classes 10"]),
     (["lenet5", "--input", "1,4,4"], ["input too small", "features.c1"]),
     (["vit_tiny_patch4", "--input", "3,30,30"], ["30x30", "patch size 4", "28 or 32"]),
 ])

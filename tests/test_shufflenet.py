@@ -189,3 +189,11 @@ def test_v2_small_input():
     assert model.stem.conv.stride == (1, 1) and isinstance(model.maxpool, nn.Identity)
     assert model.forward_features(torch.randn(2, 3, 32, 32)).shape == (2, 1024, 4, 4)
     assert model(torch.randn(2, 3, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", ["shufflenet_v1_g3", "shufflenet_v2_x1_0"])
+def test_dropout_option(name):
+    model = _meta(name, dropout=0.2)
+    assert isinstance(model.drop, nn.Dropout) and model.drop.p == 0.2
+    assert isinstance(_meta(name).drop, nn.Identity)  # neither paper uses dropout
+    assert model.get_classifier() is model.fc

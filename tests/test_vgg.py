@@ -77,7 +77,7 @@ def test_small_input_drops_the_fifth_pool_and_sizes_fc6():
     assert m28(torch.empty(2, 1, 28, 28, device="meta")).shape == (2, 10)
     # The faithful layout: five pools take a 28-px image to zero, with a clear message.
     with pytest.raises(zoo.InputTooSmallError, match="features"):
-        _meta("vgg11_bn", num_classes=10, in_chans=1).eval()(torch.empty(1, 1, 28, 28, device="meta"))
+        zoo.check_input(_meta("vgg11_bn", num_classes=10, in_chans=1), (1, 28, 28))
 
 
 def test_gap_head_cost():
@@ -113,3 +113,18 @@ def test_trains_a_few_steps_at_32px(name):
         losses.append(loss.item())
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < losses[0], losses
+
+
+def test_shared_head_and_lrn_constants():
+    """VGG and AlexNet share one classifier head (zoo.layers.head) and one set of LRN constants."""
+    from zoo.layers.head import PooledClassifierNet
+    from zoo.layers.norm import ALEXNET_LRN
+
+    m, a = _meta("vgg11_lrn"), _meta("alexnet")
+    assert isinstance(m, PooledClassifierNet) and isinstance(a, PooledClassifierNet)
+    lrn = m.features[2]
+    assert {"size": lrn.size, "alpha": lrn.alpha, "beta": lrn.beta, "k": lrn.k} == ALEXNET_LRN
+    assert [type(l).__name__ for l in m.classifier] == ["Linear", "ReLU", "Dropout", "Linear", "ReLU", "Dropout",
+                                                        "Linear"]
+    assert m.num_features == 4096 and m.get_classifier() is m.classifier[6]
+    assert _meta("vgg11", head="gap").num_features == 512

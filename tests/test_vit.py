@@ -154,7 +154,7 @@ def test_math_attention_and_post_norm_options():
 def test_input_too_small_names_the_patch_embedding():
     m = zoo.create_model("vit_tiny_patch4")
     with pytest.raises(zoo.InputTooSmallError, match="patch_embed"):
-        m(torch.randn(1, 3, 3, 3))
+        zoo.check_input(m, (3, 3, 3))
 
 
 def test_small_vit_learns():
@@ -172,3 +172,26 @@ def test_small_vit_learns():
         losses.append(loss.item())
     assert losses[0] == pytest.approx(torch.log(torch.tensor(4.0)).item(), abs=1e-4)  # zero-init head
     assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize("name", ["vit_tiny_patch4", "vit_small_patch4"])
+def test_small_vits_have_a_single_layout(name):
+    with torch.device("meta"):
+        assert zoo.create_model(name, small_input=True).patch_size == 4
+        with pytest.raises(ValueError, match=rf"'{name}'.*accepts only small_input=True.*got small_input=False"):
+            zoo.create_model(name, small_input=False)
+
+
+def test_reset_classifier_attaches_a_zero_initialised_head():
+    """Sec. 3.2: fine-tuning replaces the head by a zero-initialised D x K layer."""
+    torch.manual_seed(0)
+    m = zoo.create_model("vit_tiny_patch4").eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        cls = m.forward_head(m.forward_features(x), pre_logits=True)
+        torch.testing.assert_close(cls, m.forward_features(x)[:, 0])
+        m.reset_classifier(0)
+        torch.testing.assert_close(m(x), cls)
+        m.reset_classifier(5)
+        assert m.get_classifier() is m.head and m.head.weight.shape == (5, 64)
+        assert not m.head.weight.any() and not m.head.bias.any() and m(x).shape == (2, 5)

@@ -1,6 +1,8 @@
 """Model registry: one name per architecture, with the paper's facts attached.
 
-Every family module registers thin builders with :func:`register_model`::
+This module holds metadata only and imports no other zoo module: family modules
+import it to register their builders, and :mod:`zoo.factory` reads it to build
+models. Every family module registers thin builders with :func:`register_model`::
 
     @register_model(paper=LENET_PAPER, input_size=(1, 32, 32), num_classes=10,
                     params=60_000, macs=341_000)
@@ -14,6 +16,12 @@ convolutions and matrix products as counted by ``torch.utils.flop_counter``
 (FLOPs / 2); element-wise work (activations, normalisation, pooling) is not
 counted, as in the papers' tables.
 
+A model with the architecture of a torchvision model carries a
+:class:`TorchvisionPair` in its :attr:`ModelInfo.torchvision`: torchvision's
+name, the state-dict key map and the builder options that make the two match.
+It is given to :func:`register_model` (``torchvision=``) or attached afterwards
+with :func:`register_torchvision`.
+
 The model contract, shared by every registered builder:
 
 * keyword-only ``num_classes`` and ``in_chans`` (and ``dropout`` where the
@@ -24,32 +32,26 @@ The model contract, shared by every registered builder:
   calls it only while training, and inference never computes the extra heads;
 * ``forward_features`` / ``forward_head`` where the split is natural;
 * the loss never lives in the model.
-
-:func:`create_model` checks the shared keywords before building: ``num_classes``
-and ``in_chans`` are ints >= 1, ``small_input`` a bool, ``dropout`` /
-``attn_dropout`` / ``aux_dropout`` / ``drop_path_rate`` numbers in [0, 1); a
-keyword the builder does not take is named with the ones it accepts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
-import inspect
 import logging
-import numbers
-import re
-import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
+import torch
 import torch.nn as nn
 
 __all__ = [
     "Paper",
+    "TorchvisionPair",
     "ModelInfo",
     "register_model",
-    "create_model",
+    "register_torchvision",
     "list_models",
     "model_info",
     "UnknownModelError",
@@ -60,6 +62,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
+
+#: Maps a torchvision state dict onto a zoo model's keys.
+Remap = Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,22 @@ class Paper:
 
 
 @dataclass(frozen=True)
+class TorchvisionPair:
+    """The torchvision model with the same architecture as a zoo model.
+
+    Args:
+        name: name accepted by ``torchvision.models.get_model`` (e.g. ``"resnet18"``).
+        remap: maps a torchvision state dict to the zoo model's keys (identity if ``None``).
+        builder_kwargs: options the zoo builder needs to match torchvision's pretrained
+            model exactly (e.g. ``{"transform_input": True}``).
+    """
+
+    name: str
+    remap: Remap | None = None
+    builder_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """Metadata of one registered model.
 
@@ -102,6 +123,7 @@ class ModelInfo:
         paper_results: figures reported by the paper for this exact network,
             e.g. ``{"cifar10/top1_err": 8.75}``, for the report to compare against.
         notes: one line on which variant this is.
+        torchvision: the torchvision model of the same architecture, if any.
     """
 
     name: str
@@ -114,6 +136,7 @@ class ModelInfo:
     family: str
     paper_results: dict[str, float] = field(default_factory=dict)
     notes: str = ""
+    torchvision: TorchvisionPair | None = None
 
 
 class UnknownModelError(KeyError):
@@ -124,11 +147,11 @@ class UnknownModelError(KeyError):
 
 
 class ModelArgumentError(ValueError):
-    """Raised by :func:`create_model` for a keyword with a value out of its range (``num_classes=0``)."""
+    """Raised by ``zoo.create_model`` for a keyword with a value out of its range (``num_classes=0``)."""
 
 
 class ModelArgumentTypeError(TypeError):
-    """Raised by :func:`create_model` / :func:`list_models` for an argument of the wrong type
+    """Raised by ``zoo.create_model`` / :func:`list_models` for an argument of the wrong type
     (``num_classes="x"``, ``small_input="no"``) or a keyword the model does not take."""
 
 
@@ -145,6 +168,7 @@ def register_model(
     macs: int,
     paper_results: dict[str, float] | None = None,
     notes: str = "",
+    torchvision: TorchvisionPair | None = None,
 ) -> Callable[[F], F]:
     """Registers a model builder under ``name`` (default: the function's name).
 
@@ -157,6 +181,7 @@ def register_model(
         macs: multiply-accumulates per image at ``input_size`` (tested).
         paper_results: the paper's reported figures for this network.
         notes: short description of the variant.
+        torchvision: the torchvision model of the same architecture, if any.
 
     Returns:
         A decorator that records the builder and returns it unchanged.
@@ -184,10 +209,35 @@ def register_model(
             family=fn.__module__.rsplit(".", 1)[-1],
             paper_results=dict(paper_results or {}),
             notes=notes,
+            torchvision=torchvision,
         )
         return fn
 
     return decorator
+
+
+def register_torchvision(zoo_name: str, tv_name: str, remap: Remap | None = None,
+                         **builder_kwargs: Any) -> None:
+    """Declares that the registered model ``zoo_name`` has torchvision's ``tv_name`` architecture.
+
+    Sets :attr:`ModelInfo.torchvision` of ``zoo_name``; for models registered
+    with ``register_model(..., torchvision=...)`` it is not needed.
+
+    Args:
+        zoo_name: registered zoo model name.
+        tv_name: name accepted by ``torchvision.models.get_model``.
+        remap: maps a torchvision state dict to this model's keys (identity if ``None``).
+        **builder_kwargs: options the zoo builder needs to match torchvision exactly.
+
+    Raises:
+        UnknownModelError: if ``zoo_name`` is not registered (yet).
+        ValueError: if ``zoo_name`` already has a torchvision pair.
+    """
+    info = model_info(zoo_name)
+    if info.torchvision is not None:
+        raise ValueError(f"{zoo_name!r} already has a torchvision pair ({info.torchvision.name})")
+    pair = TorchvisionPair(name=tv_name, remap=remap, builder_kwargs=dict(builder_kwargs))
+    _REGISTRY[zoo_name] = dataclasses.replace(info, torchvision=pair)
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -232,164 +282,3 @@ def model_info(name: str) -> ModelInfo:
         return _REGISTRY[name]
     except KeyError:
         raise _unknown(name) from None
-
-
-#: keywords that are probabilities: a number in [0, 1).
-_RATE_KEYWORDS = ("dropout", "attn_dropout", "aux_dropout", "drop_path_rate")
-
-
-def _example(info: ModelInfo, key: str, fallback: Any) -> str:
-    """``zoo.create_model(name, key=<the builder's default, else fallback>)`` for a message."""
-    p = inspect.signature(info.builder).parameters.get(key)
-    good = p.default if p is not None and p.default is not inspect.Parameter.empty else fallback
-    return f"zoo.create_model({info.name!r}, {key}={good!r})"
-
-
-def _check_count(info: ModelInfo, key: str, value: Any) -> int:
-    """Returns ``value`` as an int, or raises unless it is an integer >= 1 (not a bool)."""
-    example = _example(info, key, info.num_classes if key == "num_classes" else info.input_size[0])
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ModelArgumentTypeError(
-            f"{key} must be an int >= 1, got {value!r} ({type(value).__name__}) for model {info.name!r}; "
-            f"e.g. {example}"
-        )
-    if value < 1:
-        raise ModelArgumentError(
-            f"{key} must be an int >= 1, got {value!r} for model {info.name!r}; e.g. {example}"
-        )
-    return int(value)
-
-
-def _check_flag(info: ModelInfo, key: str, value: Any) -> bool:
-    """Returns ``value``, or raises unless it is strictly a bool."""
-    if not isinstance(value, bool):
-        raise ModelArgumentTypeError(
-            f"{key} must be True or False, got {value!r} ({type(value).__name__}) for model {info.name!r}; "
-            f"e.g. zoo.create_model({info.name!r}, {key}=True)"
-        )
-    return value
-
-
-def _check_rate(info: ModelInfo, key: str, value: Any) -> float:
-    """Returns ``value``, or raises unless it is a real number in [0, 1)."""
-    example = _example(info, key, 0.1)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ModelArgumentTypeError(
-            f"{key} must be a number in [0, 1), got {value!r} ({type(value).__name__}) for model "
-            f"{info.name!r}; e.g. {example}"
-        )
-    if not 0.0 <= float(value) < 1.0:  # also refuses nan
-        raise ModelArgumentError(
-            f"{key} must be a number in [0, 1) (a drop probability), got {value!r} for model {info.name!r}; "
-            f"e.g. {example}"
-        )
-    return value
-
-
-def _accepted_keywords(info: ModelInfo) -> list[str]:
-    """The keywords ``info.builder`` takes: its own, and, when it forwards ``**kwargs`` to the model class
-    named by its return annotation, that class's constructor keywords."""
-    params = inspect.signature(info.builder).parameters
-    names = {p.name for p in params.values() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        try:
-            cls = typing.get_type_hints(info.builder).get("return")
-        except Exception:  # an annotation that does not resolve: own keywords only
-            cls = None
-        if isinstance(cls, type):
-            init = inspect.signature(cls.__init__).parameters
-            names |= {p.name for p in init.values()
-                      if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-    return sorted(names)
-
-
-def _takes_keyword(info: ModelInfo, key: str) -> bool:
-    """Whether ``key`` is a named parameter of the builder (``**kwargs`` alone does not count)."""
-    p = inspect.signature(info.builder).parameters.get(key)
-    return p is not None and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-
-
-_UNEXPECTED = re.compile(r"unexpected keyword argument '(\w+)'")
-
-
-def _check_kwargs(info: ModelInfo, kwargs: dict[str, Any]) -> None:
-    """Validates the keywords shared by the builders (see :func:`create_model`), in place."""
-    for key in ("num_classes", "in_chans"):
-        if key in kwargs:
-            kwargs[key] = _check_count(info, key, kwargs[key])
-    if "small_input" in kwargs:
-        _check_flag(info, "small_input", kwargs["small_input"])
-    for key in _RATE_KEYWORDS:
-        if key in kwargs:
-            _check_rate(info, key, kwargs[key])
-
-
-def create_model(
-    name: str,
-    *,
-    num_classes: int | None = None,
-    in_chans: int | None = None,
-    weights: str | None = None,
-    check_input_size: bool = True,
-    **kwargs: Any,
-) -> nn.Module:
-    """Builds a registered model.
-
-    Args:
-        name: registered name (see :func:`list_models`).
-        num_classes: output classes; the builder's default when ``None``.
-        in_chans: input channels; the builder's default when ``None``.
-        weights: ``"torchvision"`` loads torchvision's pretrained weights where
-            the architecture matches one of torchvision's (needs the internet
-            or torchvision's cache); ``None`` for random init.
-        check_input_size: install the input-size check that names the layer
-            where the spatial size drops below 1 (see :mod:`zoo.ops.shape`).
-        **kwargs: architecture options of the builder (``stem``, ``head``, ...).
-
-    Returns:
-        The model, in training mode.
-
-    Raises:
-        UnknownModelError: for an unknown name, with close matches.
-        ModelArgumentTypeError: for a ``name`` that is not a str, a ``num_classes`` / ``in_chans``
-            that is not an int, a ``small_input`` that is not a bool, a dropout rate that is not a
-            number, or a keyword the model does not take.
-        ModelArgumentError: for ``num_classes`` / ``in_chans`` < 1, or a ``dropout`` /
-            ``attn_dropout`` / ``aux_dropout`` / ``drop_path_rate`` outside [0, 1).
-    """
-    if not isinstance(name, str):
-        raise ModelArgumentTypeError(
-            f"name must be a str (a registered model name), got {name!r} ({type(name).__name__}); "
-            f"e.g. zoo.create_model(\"resnet18\"); zoo.list_models() lists the names"
-        )
-    info = model_info(name)
-    if num_classes is not None:
-        kwargs["num_classes"] = num_classes
-    if in_chans is not None:
-        kwargs["in_chans"] = in_chans
-    _check_kwargs(info, kwargs)
-    if weights is not None:  # the options that make the model match torchvision's pretrained one
-        from zoo.interop import torchvision_builder_kwargs
-
-        kwargs = {**torchvision_builder_kwargs(name), **kwargs}
-    try:
-        model = info.builder(**kwargs)
-    except TypeError as err:
-        m = _UNEXPECTED.search(str(err))
-        key = m.group(1) if m else None
-        if key is None or key not in kwargs or _takes_keyword(info, key):
-            raise
-        raise ModelArgumentTypeError(
-            f"model {name!r} does not take the keyword {key}={kwargs[key]!r}. "
-            f"Accepted keywords: {', '.join(_accepted_keywords(info))}. "
-            f"Build it without {key}, e.g. zoo.create_model({name!r}, num_classes={info.num_classes})"
-        ) from err
-    if weights is not None:
-        from zoo.interop import load_torchvision_weights
-
-        load_torchvision_weights(model, name, weights)
-    if check_input_size:
-        from zoo.ops.shape import install_size_checks
-
-        install_size_checks(model, model_name=name)
-    return model

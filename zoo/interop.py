@@ -1,19 +1,24 @@
-"""Loading torchvision checkpoints into zoo models.
+"""torchvision pairs and the safe checkpoint loader.
 
 A family module declares which of its models share an architecture with a
 torchvision model, and how torchvision's state-dict keys map onto its own::
 
     register_torchvision("resnet18", "resnet18", remap=_resnet_keys)
 
-:func:`from_torchvision` then builds the zoo model and loads a torchvision
-``state_dict`` into it (strictly: every tensor must find its place), and
-``create_model(name, weights="torchvision")`` fetches torchvision's own
-pretrained weights (the URL of its weights API) with :func:`load_checkpoint`:
-the file in torch's hub cache (``torch.hub.get_dir()/checkpoints``) is used only
-if its sha256 starts with the hash prefix in its name (``resnet18-f37072fd.pth``),
-a missing one is downloaded and checked the same way, and the file is read with
+The pair is kept in the model's metadata (:attr:`zoo.ModelInfo.torchvision`);
+this module reads it (:func:`torchvision_pairs`, :func:`torchvision_pair`),
+loads a torchvision ``state_dict`` into a built model strictly
+(:func:`load_torchvision_state_dict`: every tensor must find its place), and
+fetches published checkpoints with :func:`load_checkpoint`: the file in torch's
+hub cache (``torch.hub.get_dir()/checkpoints``) is used only if its sha256
+starts with the hash prefix in its name (``resnet18-f37072fd.pth``), a missing
+one is downloaded and checked the same way, and the file is read with
 ``torch.load(..., weights_only=True)``, which refuses any pickled object that
 is not tensors and plain containers, so a planted file cannot run code.
+
+Building models lives in :mod:`zoo.factory` (``zoo.from_torchvision`` and
+``zoo.create_model(name, weights="torchvision")``), which uses this module;
+this module imports only the metadata (:mod:`zoo._registry`).
 """
 
 from __future__ import annotations
@@ -23,16 +28,18 @@ import logging
 import os
 import pickle
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 from urllib.parse import urlparse
 
 import torch
 import torch.nn as nn
 
-__all__ = ["register_torchvision", "from_torchvision", "load_torchvision_weights", "torchvision_pairs",
-           "torchvision_builder_kwargs", "load_checkpoint", "WeightsFileError"]
+from zoo._registry import _REGISTRY, ModelArgumentError, TorchvisionPair, register_torchvision
+
+__all__ = ["register_torchvision", "torchvision_pairs", "torchvision_pair", "torchvision_builder_kwargs",
+           "load_torchvision_state_dict", "fetch_torchvision_state_dict", "load_checkpoint",
+           "WeightsFileError"]
 
 log = logging.getLogger(__name__)
 
@@ -44,91 +51,56 @@ _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")
 
 class WeightsFileError(RuntimeError):
     """A weights file in torch's hub cache that fails its hash check or is not a plain tensor file."""
-Remap = Callable[[StateDict], dict[str, torch.Tensor]]
 
 
-@dataclass(frozen=True)
-class _Pair:
-    zoo_name: str
-    tv_name: str
-    remap: Remap | None
-    builder_kwargs: dict[str, Any]
-
-
-_PAIRS: dict[str, _Pair] = {}
-
-
-def register_torchvision(zoo_name: str, tv_name: str, remap: Remap | None = None,
-                         **builder_kwargs: Any) -> None:
-    """Declares that zoo model ``zoo_name`` has torchvision's ``tv_name`` architecture.
-
-    Args:
-        zoo_name: registered zoo model name.
-        tv_name: name accepted by ``torchvision.models.get_model``.
-        remap: maps a torchvision state dict to this model's keys (identity if ``None``).
-        **builder_kwargs: options the zoo builder needs to match torchvision exactly.
-
-    Raises:
-        ValueError: if ``zoo_name`` already has a torchvision pair.
-    """
-    if zoo_name in _PAIRS:
-        raise ValueError(f"{zoo_name!r} already has a torchvision pair ({_PAIRS[zoo_name].tv_name})")
-    _PAIRS[zoo_name] = _Pair(zoo_name, tv_name, remap, dict(builder_kwargs))
+def _paired() -> dict[str, TorchvisionPair]:
+    return {k: v.torchvision for k, v in sorted(_REGISTRY.items()) if v.torchvision is not None}
 
 
 def torchvision_pairs() -> dict[str, str]:
     """Returns ``{zoo name: torchvision name}`` for every model that can load torchvision weights."""
-    return {k: v.tv_name for k, v in sorted(_PAIRS.items())}
+    return {k: v.name for k, v in _paired().items()}
+
+
+def torchvision_pair(name: str) -> TorchvisionPair:
+    """Returns the torchvision pair of zoo model ``name``.
+
+    Raises:
+        KeyError: if ``name`` has no torchvision counterpart (the message lists those that have one).
+    """
+    info = _REGISTRY.get(name)
+    if info is None or info.torchvision is None:
+        raise KeyError(
+            f"{name!r} has no torchvision counterpart. Models that load torchvision weights: "
+            f"{', '.join(_paired()) or '(none)'}"
+        )
+    return info.torchvision
 
 
 def torchvision_builder_kwargs(name: str) -> dict[str, Any]:
     """Returns the builder options zoo model ``name`` needs to match its torchvision pair."""
-    return dict(_pair(name).builder_kwargs)
+    return dict(torchvision_pair(name).builder_kwargs)
 
 
-def _pair(name: str) -> _Pair:
-    if name not in _PAIRS:
-        raise KeyError(
-            f"{name!r} has no torchvision counterpart. Models that load torchvision weights: "
-            f"{', '.join(sorted(_PAIRS)) or '(none)'}"
-        )
-    return _PAIRS[name]
+def load_torchvision_state_dict(model: nn.Module, name: str, state_dict: StateDict) -> nn.Module:
+    """Loads a torchvision ``state_dict`` into zoo model ``name``, strictly, after the pair's key map.
 
+    Returns:
+        ``model``.
 
-def _load(model: nn.Module, pair: _Pair, state_dict: StateDict) -> nn.Module:
+    Raises:
+        KeyError: if ``name`` has no torchvision counterpart.
+        RuntimeError: if a tensor finds no place, or a place no tensor.
+    """
+    pair = torchvision_pair(name)
     sd = pair.remap(state_dict) if pair.remap else dict(state_dict)
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if missing or unexpected:
         raise RuntimeError(
-            f"torchvision {pair.tv_name} weights do not fit zoo {pair.zoo_name}: "
+            f"torchvision {pair.name} weights do not fit zoo {name}: "
             f"missing keys {list(missing)[:8]}, unexpected keys {list(unexpected)[:8]}"
         )
     return model
-
-
-def from_torchvision(name: str, state_dict: StateDict, **kwargs: Any) -> nn.Module:
-    """Builds zoo model ``name`` and loads a torchvision ``state_dict`` into it.
-
-    The number of classes is read from the state dict's last 2-D weight unless
-    given in ``kwargs``.
-
-    Args:
-        name: zoo model name with a torchvision pair (see :func:`torchvision_pairs`).
-        state_dict: ``torchvision.models.<tv_name>().state_dict()``, or a checkpoint of it.
-        **kwargs: further builder options.
-
-    Returns:
-        The zoo model with torchvision's weights, in training mode.
-    """
-    from zoo._registry import create_model
-
-    pair = _pair(name)
-    if "num_classes" not in kwargs:
-        last = [v for v in state_dict.values() if v.dim() == 2]
-        if last:
-            kwargs["num_classes"] = int(last[-1].shape[0])
-    model = create_model(name, **{**pair.builder_kwargs, **kwargs})
-    return _load(model, pair, state_dict)
 
 
 def _hash_prefix(filename: str) -> str | None:
@@ -257,29 +229,38 @@ def load_checkpoint(url: str, *, hash_prefix: str | None = None, progress: bool 
     return _load_weights_only(path)
 
 
-def load_torchvision_weights(model: nn.Module, name: str, weights: str) -> nn.Module:
-    """Loads torchvision's pretrained weights into ``model``, verified and weights-only (see :func:`load_checkpoint`).
+def fetch_torchvision_state_dict(name: str, weights: str = "torchvision") -> dict[str, Any]:
+    """Returns torchvision's pretrained state dict of zoo model ``name``'s pair, verified and weights-only.
 
     Args:
-        model: a freshly built zoo model ``name`` (1,000 classes, default options).
-        name: its registered name.
-        weights: ``"torchvision"`` for torchvision's default weights of the pair,
+        name: zoo model name with a torchvision pair.
+        weights: ``"torchvision"`` (or ``"DEFAULT"``) for torchvision's default weights of the pair,
             or the name of one of its weight enums (e.g. ``"IMAGENET1K_V1"``).
 
     Returns:
-        ``model`` with the weights loaded.
+        The state dict, in torchvision's keys.
 
     Raises:
+        KeyError: if ``name`` has no torchvision counterpart.
+        ModelArgumentError: if ``weights`` names none of the pair's weights.
         RuntimeError: if the weights cannot be fetched (no internet and no cached copy).
         WeightsFileError: if the cached file fails its hash check or is not a plain tensor file.
     """
     import torchvision
 
-    pair = _pair(name)
-    enum = torchvision.models.get_model_weights(pair.tv_name)
-    w = enum.DEFAULT if weights in ("torchvision", "DEFAULT") else enum[weights]
+    pair = torchvision_pair(name)
+    enum = torchvision.models.get_model_weights(pair.name)
+    if weights in ("torchvision", "DEFAULT"):
+        w = enum.DEFAULT
+    elif weights in enum.__members__:
+        w = enum[weights]
+    else:
+        raise ModelArgumentError(
+            f"weights={weights!r}: torchvision's {pair.name} has the weights "
+            f"{', '.join(enum.__members__)}; use weights=\"torchvision\" for its default ({enum.DEFAULT.name})"
+        )
     try:
-        sd = load_checkpoint(w.url)
+        return load_checkpoint(w.url)
     except WeightsFileError:
         raise
     except Exception as e:  # URLError, HTTPError, socket errors, a download failing its hash check, ...
@@ -289,4 +270,3 @@ def load_torchvision_weights(model: nn.Module, name: str, weights: str) -> nn.Mo
             f"({torch.hub.get_dir()}/checkpoints). Offline, load a local file with "
             f"zoo.from_torchvision({name!r}, torch.load(path, weights_only=True))."
         ) from e
-    return _load(model, pair, sd)

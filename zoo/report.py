@@ -52,8 +52,10 @@ README_PLACEHOLDER = "RESULTS_TABLE"
 NOISE_FLOOR = 0.3  # points of accuracy
 
 # Config keys that do not change what is trained: paths, logging, the seed, resumption.
-_IGNORED_TOP = {"seed", "paths", "task_name", "ckpt_path", "logger", "callbacks", "hydra", "extras", "tags",
-                "paper_result"}
+_IGNORED_TOP = {"seed", "paths", "task_name", "ckpt_path", "overwrite", "logger", "callbacks", "hydra", "extras",
+                "tags", "paper_result"}
+# The dataset's own facts (older runs kept copies of them in the data config; the model has them).
+_IGNORED_DATA = {"num_classes", "in_chans", "small_input"}
 _IGNORED_ANYWHERE = {"root", "download", "num_workers", "default_root_dir", "save_dir", "dirpath",
                      "pin_memory", "persistent_workers"}
 
@@ -155,8 +157,10 @@ def _strip(cfg: Any, top: bool = False) -> Any:
 
 
 def config_hash(results: dict[str, Any]) -> str:
-    """Returns a short hash of the run's resolved config without the seed, paths and logging."""
+    """Returns a short hash of the run's resolved config without the seed, paths, logging and the data's facts."""
     cfg = _strip(results.get("config") or {}, top=True)
+    if isinstance(cfg.get("data"), dict):
+        cfg["data"] = {k: v for k, v in cfg["data"].items() if k not in _IGNORED_DATA}
     return hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
@@ -287,7 +291,8 @@ def _macs(model: str, results: dict[str, Any] | None = None) -> tuple[int | None
 
     cfg = (results or {}).get("config") or {}
     model_cfg, data_cfg = cfg.get("model") or {}, cfg.get("data") or {}
-    size, chans = data_cfg.get("image_size"), data_cfg.get("in_chans")
+    # the channels are the model's as built (newer runs); older runs kept a copy in the data config
+    size, chans = data_cfg.get("image_size"), model_cfg.get("in_chans") or data_cfg.get("in_chans")
     if model_cfg.get("_target_") and size and chans:
         try:
             import hydra

@@ -122,7 +122,10 @@ def summarize(model: str | nn.Module, input_size: Sequence[int] | None = None, *
     Raises:
         ValueError: if ``input_size`` is missing for a module.
     """
-    from zoo._registry import create_model, model_info
+    from zoo._registry import model_info
+    from zoo.diagnostics import check_input
+    from zoo.factory import create_model
+    from zoo.profiling import flop_counter
 
     if isinstance(model, str):
         name = model
@@ -142,6 +145,7 @@ def summarize(model: str | nn.Module, input_size: Sequence[int] | None = None, *
         p = next(iter(net.parameters()), None)
         device = p.device if p is not None else "cpu"
 
+    check_input(net, size, name=name)  # an input too small names the layer (the model itself has no hooks)
     root = type(net).__name__
     modules = list(net.named_modules())
     shapes: dict[str, Any] = {}
@@ -158,7 +162,7 @@ def summarize(model: str | nn.Module, input_size: Sequence[int] | None = None, *
         handles.append(mod.register_forward_hook(hook(mod_name)))
     was_training = net.training
     net.eval()
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     try:
         with counter:
             net(torch.zeros(1, *size, device=device))

@@ -376,27 +376,33 @@ class MultiHeadAttention(nn.Module):
         self.load_state_dict(self.torch_state_dict_to_zoo(dict(sd)))
 
 
-def _register_cpu_sdpa_flops() -> None:
-    """Lets ``torch.utils.flop_counter`` count PyTorch's fused CPU attention kernel.
+def cpu_sdpa_flop_formulas() -> dict:
+    """FLOP formulas for PyTorch's fused CPU attention kernel, for ``FlopCounterMode(custom_mapping=...)``.
 
-    Without it, MACs of the fused path counted on the CPU miss the two matrix
+    Without them, MACs of the fused path counted on the CPU miss the two matrix
     products Q Kᵀ and (weights) V; on the meta device, or by the math path,
-    they are counted. Same formula as torch's for the GPU kernels.
+    they are counted. Same formula as torch's for the GPU kernels. Nothing is
+    registered globally: :func:`zoo.profiling.count_macs` passes them to its
+    counter. Kernels that torch already counts itself are left out.
+
+    Returns:
+        ``{aten op: formula}``; each formula takes the operands' shapes (``get_raw`` is not set).
     """
     from torch.utils import flop_counter as fc
 
     aten = torch.ops.aten
     fwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
     bwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    formulas = {}
     if fwd is not None and fwd not in fc.flop_registry:
-        @fc.register_flop_formula(fwd)
         def _fwd(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
             return fc.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+        formulas[fwd] = _fwd
     if bwd is not None and bwd not in fc.flop_registry:
-        @fc.register_flop_formula(bwd)
         def _bwd(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
                  **kwargs) -> int:
             return fc.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
-
-_register_cpu_sdpa_flops()
+        formulas[bwd] = _bwd
+    return formulas

@@ -36,6 +36,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 import torch
+import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -179,12 +180,20 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
 
     Returns:
         Tensor of the same shape with permuted channels.
+
+    Raises:
+        ValueError: if ``C`` is not divisible by ``groups``.
     """
     c = x.shape[1]
     if c % groups:
         raise ValueError(f"channel shuffle needs channels divisible by groups; got C={c}, groups={groups}")
     # (B, g, C/g, *) -> (B, C/g, g, *) -> (B, C, *)
     return x.unflatten(1, (groups, c // groups)).transpose(1, 2).flatten(1, 2)
+
+
+# A leaf of torch.fx traces (its divisibility check reads the shape), so that the networks using
+# it can be traced, e.g. by zoo.features.features_only.
+torch.fx.wrap("channel_shuffle")
 
 
 class ChannelShuffle(nn.Module):

@@ -12,23 +12,33 @@ across towers. Layer table at the default 227x227 input (1,000 classes):
 
     layer   kernel/stride, pad, groups   output        params
     conv1   11x11/4, 0                   96x55x55      34,944
-    lrn1    k=2, n=5, a=1e-4, b=0.75     96x55x55
+    lrn1    k=2, n=5, a=1e-4, b=0.75,    96x55x55
+            per tower (2 x 48 maps)
     pool1   max 3x3/2                    96x27x27
     conv2   5x5/1, 2, groups 2           256x27x27     307,456
-    lrn2                                 256x27x27
+    lrn2    per tower (2 x 128 maps)     256x27x27
     pool2   max 3x3/2                    256x13x13
     conv3   3x3/1, 1                     384x13x13     885,120
     conv4   3x3/1, 1, groups 2           384x13x13     663,936
     conv5   3x3/1, 1, groups 2           256x13x13     442,624
     pool5   max 3x3/2                    256x6x6
-    fc6     dropout 0.5, 9216 -> 4096                  37,752,832
-    fc7     dropout 0.5, 4096 -> 4096                  16,781,312
+    fc6     9216 -> 4096, dropout 0.5                  37,752,832
+    fc7     4096 -> 4096, dropout 0.5                  16,781,312
     fc8     4096 -> 1000                               4,097,000
     total                                              60,965,224
 
 ReLU follows every conv and the hidden FC layers; LRN follows the ReLU of conv1 and
 conv2 (Section 3.3, see :mod:`zoo.layers.norm`); pools overlap (3x3, stride 2,
-Section 3.4).
+Section 3.4). As in the paper:
+
+* Dropout 0.5 sets to zero the *outputs* of fc6 and fc7 (Section 4.2: "We use dropout
+  in the first two fully-connected layers"): ``fc6, ReLU, Dropout, fc7, ReLU, Dropout,
+  fc8`` (see :mod:`zoo.layers.head`). The state-dict keys are torchvision's
+  (``classifier.1`` / ``.4`` / ``.6`` for fc6 / fc7 / fc8).
+* Each tower normalises its own kernel maps: the towers communicate only at conv3 and
+  the FC layers (Section 3.5), so LRN sums over adjacent maps of the same tower
+  (``LocalResponseNorm(groups=2)``: channels 0-47 and 48-95 after conv1, 0-127 and
+  128-255 after conv2).
 
 Why 227 and not 224: the paper states 224x224x3 inputs, but conv1 (11x11, stride 4,
 no padding) must produce the 55x55 maps of Figure 2, and
@@ -39,7 +49,7 @@ does pool5 give the 6x6x256 = 9,216 inputs that fc6's 37.75 M weights assume.
 Deviations from the paper:
 
 * Single-device grouped convolutions replace the two-GPU split (same function and
-  parameter count).
+  parameter count); per-tower LRN is a grouped LRN (same function).
 * fc6's input passes through an adaptive average pool to the design grid (6x6 at
   227 px), as torchvision does; it is the identity at the design size and only lets
   other input sizes run.
@@ -48,8 +58,15 @@ Deviations from the paper:
   ``ten_crop``), not in the model; see ``configs/experiment/alexnet_imagenet.yaml``.
 
 ``alexnet_tv`` (torchvision's ``alexnet``) has 64/192/384/256/256 filters, conv1
-padded by 2, no LRN and no groups: 61,100,840 parameters at 224 px. It is initialised
-as ``alexnet`` (torchvision keeps PyTorch's default layer initialisation).
+padded by 2, no LRN and no groups, and torchvision's classifier order, which drops
+the *inputs* of fc6 and fc7 (``Dropout, fc6, ReLU, Dropout, fc7, ReLU, fc8``):
+61,100,840 parameters at 224 px. It is initialised as ``alexnet`` (torchvision keeps
+PyTorch's default layer initialisation).
+
+Features: ``feature_info`` lists, for every reduction of the input, the last module
+that runs at it (``alexnet`` at 227 px: lrn1 at 4, lrn2 at 8, conv5's ReLU at 16, pool5
+at 32; 55, 27, 13 and 6 px, the maps of Figure 2); :func:`zoo.features.features_only`
+returns them.
 
 Options:
 
@@ -72,6 +89,13 @@ Options:
   replace fc6-fc8. At 1,000 classes and 227 px the FC stack costs 58,631,144
   parameters, the GAP head 257,000 (256x1000 + 1000); the GAP head accepts any
   input size.
+* ``dropout``: the probability of both dropout layers (paper: 0.5), or of the one before
+  the GAP head's linear layer.
+
+Interface (:class:`zoo.layers.head.PooledClassifierNet`): ``forward_features`` returns the
+pool5 map, ``forward_head(x, pre_logits=True)`` the input of fc8 (``num_features`` =
+``fc_width``, 4,096; 256 with the GAP head), ``get_classifier()`` is fc8 and
+``reset_classifier(k)`` replaces it.
 """
 
 from __future__ import annotations
@@ -79,12 +103,14 @@ from __future__ import annotations
 import logging
 from typing import Any, NamedTuple, Sequence
 
-import torch
 import torch.nn as nn
 
 from zoo._registry import Paper, register_model
+from zoo.features import feature_info_from_taps
 from zoo.interop import register_torchvision
-from zoo.layers.norm import LocalResponseNorm
+from zoo.layers.head import PooledClassifierNet, fc_classifier, gap_classifier
+from zoo.layers.norm import ALEXNET_LRN, LocalResponseNorm
+from zoo.models._common import check_small_input, default_image_size
 from zoo.ops.shape import conv_output_size
 
 __all__ = ["AlexNet", "ConvSpec", "ALEXNET_CFG", "ALEXNET_TV_CFG", "alexnet", "alexnet_tv"]
@@ -117,6 +143,8 @@ class ConvSpec(NamedTuple):
         lrn: local response normalisation after the ReLU.
         pool: overlapping 3x3/2 max-pool after (the LRN and) the ReLU.
         bias_one: the paper initialises this layer's biases to 1 (else 0).
+        lrn_groups: the LRN normalises each of this many channel groups on its own
+            (2: each GPU tower its own maps, Section 3.5).
     """
 
     out: int
@@ -127,12 +155,13 @@ class ConvSpec(NamedTuple):
     lrn: bool = False
     pool: bool = False
     bias_one: bool = False
+    lrn_groups: int = 1
 
 
-# Section 3.5 / Figure 2 of the 2012 paper.
+# Section 3.5 / Figure 2 of the 2012 paper: two towers, LRN within each.
 ALEXNET_CFG: tuple[ConvSpec, ...] = (
-    ConvSpec(96, 11, stride=4, padding=0, lrn=True, pool=True),
-    ConvSpec(256, 5, padding=2, groups=2, lrn=True, pool=True, bias_one=True),
+    ConvSpec(96, 11, stride=4, padding=0, lrn=True, pool=True, lrn_groups=2),
+    ConvSpec(256, 5, padding=2, groups=2, lrn=True, pool=True, bias_one=True, lrn_groups=2),
     ConvSpec(384, 3, padding=1),
     ConvSpec(384, 3, padding=1, groups=2, bias_one=True),
     ConvSpec(256, 3, padding=1, groups=2, pool=True, bias_one=True),
@@ -147,22 +176,24 @@ ALEXNET_TV_CFG: tuple[ConvSpec, ...] = (
 )
 # The small-input stem: conv1 at stride 1 with a 3x3 kernel.
 _SMALL_CONV1 = {"kernel": 3, "stride": 1, "padding": 1}
-# LRN constants of Section 3.3.
-_LRN = {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}
+# torchvision's key layout of the classifier: fc6, fc7, fc8 at classifier.1 / .4 / .6.
+_FC_KEYS = ("1", "4", "6")
 
 
-class AlexNet(nn.Module):
+class AlexNet(PooledClassifierNet):
     """AlexNet-style network built from a list of :class:`ConvSpec`.
 
     ``features`` holds conv/ReLU/LRN/pool in order, ``avgpool`` pools to the design
-    grid, ``classifier`` is ``Dropout, fc6, ReLU, Dropout, fc7, ReLU, fc8`` (the
-    module layout of torchvision's AlexNet, so its weights load unchanged).
+    grid, ``classifier`` is fc6-fc8 with ReLU and dropout (:func:`zoo.layers.head.fc_classifier`;
+    torchvision's state-dict keys in either dropout order, so its weights load unchanged).
 
     Args:
         cfg: the conv layers.
         num_classes: output classes.
         in_chans: input channels.
-        dropout: dropout before fc6 and fc7 (or before the GAP head's linear layer).
+        dropout: dropout of fc6 and fc7 (or before the GAP head's linear layer).
+        dropout_first: ``False`` drops the outputs of fc6 and fc7 (the paper, Section 4.2);
+            ``True`` their inputs (torchvision).
         fc_width: width of fc6 and fc7.
         head: ``"fc"`` (fc6-fc8) or ``"gap"`` (global average pool + one linear layer).
         image_size: input side the FC head is sized for.
@@ -172,7 +203,7 @@ class AlexNet(nn.Module):
     """
 
     def __init__(self, cfg: Sequence[ConvSpec], *, num_classes: int = 1000, in_chans: int = 3,
-                 dropout: float = 0.5, fc_width: int = 4096, head: str = "fc",
+                 dropout: float = 0.5, dropout_first: bool = False, fc_width: int = 4096, head: str = "fc",
                  image_size: int = 227, small_input: bool = False, init: str | None = None) -> None:
         super().__init__()
         if head not in ("fc", "gap"):
@@ -189,19 +220,23 @@ class AlexNet(nn.Module):
         self.num_classes = num_classes
 
         layers: list[nn.Module] = []
-        c, n = in_chans, image_size
+        taps: list[tuple[str, int, int]] = []  # (module, channels, reduction), for feature_info
+        c, n, reduction = in_chans, image_size, 1
         for spec in cfg:
             layers += [nn.Conv2d(c, spec.out, spec.kernel, spec.stride, spec.padding, groups=spec.groups),
                        nn.ReLU(inplace=True)]
             n = conv_output_size(n, spec.kernel, spec.stride, spec.padding)
+            c, reduction = spec.out, reduction * spec.stride
             if spec.lrn:
-                layers.append(LocalResponseNorm(**_LRN))
+                layers.append(LocalResponseNorm(**ALEXNET_LRN, groups=spec.lrn_groups))
+            taps.append((f"features.{len(layers) - 1}", c, reduction))
             if spec.pool:
                 layers.append(nn.MaxPool2d(kernel_size=3, stride=2))
                 n = conv_output_size(n, 3, 2)
-            c = spec.out
+                reduction *= 2
+                taps.append((f"features.{len(layers) - 1}", c, reduction))
         self.features = nn.Sequential(*layers)
-        self.num_features = c
+        self.feature_info = feature_info_from_taps(taps)
         if n < 1:
             raise ValueError(f"image_size={image_size} is too small for this layout (feature map {n}); "
                              f"use small_input=True for 28/32-px images")
@@ -209,18 +244,14 @@ class AlexNet(nn.Module):
 
         if head == "fc":
             self.avgpool = nn.AdaptiveAvgPool2d((n, n))
-            self.classifier = nn.Sequential(
-                nn.Dropout(dropout),
-                nn.Linear(c * n * n, fc_width),  # fc6
-                nn.ReLU(inplace=True),
-                nn.Dropout(dropout),
-                nn.Linear(fc_width, fc_width),  # fc7
-                nn.ReLU(inplace=True),
-                nn.Linear(fc_width, num_classes),  # fc8
-            )
+            self.classifier = fc_classifier(c * n * n, num_classes, hidden=fc_width, dropout=dropout,
+                                            dropout_first=dropout_first,
+                                            linear_keys=None if dropout_first else _FC_KEYS)
+            self.num_features = fc_width
         else:
             self.avgpool = nn.AdaptiveAvgPool2d(1)
-            self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(c, num_classes))
+            self.classifier = gap_classifier(c, num_classes, dropout)
+            self.num_features = c
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -235,8 +266,7 @@ class AlexNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
             for m in linears:
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+                self._init_classifier(m)
             return
         for m, spec in zip(convs, self.cfg):
             nn.init.normal_(m.weight, 0.0, 0.01)
@@ -245,34 +275,26 @@ class AlexNet(nn.Module):
             nn.init.normal_(m.weight, 0.0, 0.01)
             nn.init.constant_(m.bias, 1.0 if i < len(linears) - 1 else 0.0)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Args: x ``(B, C, H, W)``. Returns: the last conv feature map ``(B, 256, h, w)``."""
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Args: x feature map ``(B, 256, h, w)``. Returns: logits ``(B, num_classes)``."""
-        x = self.avgpool(x)  # (B, 256, n, n), or (B, 256, 1, 1) for the GAP head
-        x = torch.flatten(x, 1)
-        return self.classifier(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Args: x ``(B, C, H, W)``. Returns: logits ``(B, num_classes)``."""
-        return self.forward_head(self.forward_features(x))
+    def _init_classifier(self, layer: nn.Linear) -> None:
+        """The output layer of both inits: weights N(0, 0.01), bias 0 (Section 5)."""
+        nn.init.normal_(layer.weight, 0.0, 0.01)
+        nn.init.zeros_(layer.bias)
 
 
-def _build(cfg: Sequence[ConvSpec], default_size: int, num_classes: int, in_chans: int,
+def _build(name: str, cfg: Sequence[ConvSpec], default_size: int, num_classes: int, in_chans: int,
            dropout: float, small_input: bool, head: str, image_size: int | None,
            **kwargs: Any) -> AlexNet:
-    if image_size is None:
-        image_size = 32 if small_input else default_size
+    check_small_input(name, small_input)
     return AlexNet(cfg, num_classes=num_classes, in_chans=in_chans, dropout=dropout, head=head,
-                   image_size=image_size, small_input=small_input, **kwargs)
+                   image_size=default_image_size(small_input, image_size, default_size),
+                   small_input=small_input, **kwargs)
 
 
 @register_model(
     paper=PAPER, input_size=(3, 227, 227), num_classes=1000, params=60_965_224, macs=724_406_816,
     paper_results={"imagenet_val/top1_err": 40.7, "imagenet_val/top5_err": 18.2},
-    notes="2012 two-tower AlexNet as grouped convs, LRN, 227-px input (Table 2: 1 CNN)",
+    notes="2012 two-tower AlexNet as grouped convs, per-tower LRN, dropout after fc6/fc7, 227-px input "
+          "(Table 2: 1 CNN)",
 )
 def alexnet(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5,
             small_input: bool = False, head: str = "fc", image_size: int | None = None,
@@ -282,7 +304,7 @@ def alexnet(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5,
     Args:
         num_classes: output classes.
         in_chans: input channels.
-        dropout: dropout before fc6 and fc7 (paper: 0.5).
+        dropout: dropout on the outputs of fc6 and fc7 (paper: 0.5).
         small_input: 3x3/1 conv1 for 28/32-px inputs; fc6 sized from the real feature map.
         head: ``"fc"`` (paper) or ``"gap"``.
         image_size: input side the FC head is sized for (227, or 32 with ``small_input``).
@@ -291,7 +313,8 @@ def alexnet(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5,
     Returns:
         The model.
     """
-    return _build(ALEXNET_CFG, 227, num_classes, in_chans, dropout, small_input, head, image_size, **kwargs)
+    return _build("alexnet", ALEXNET_CFG, 227, num_classes, in_chans, dropout, small_input, head,
+                  image_size, **kwargs)
 
 
 @register_model(
@@ -306,7 +329,7 @@ def alexnet_tv(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0
     Args:
         num_classes: output classes.
         in_chans: input channels.
-        dropout: dropout before fc6 and fc7.
+        dropout: dropout on the inputs of fc6 and fc7 (torchvision's order).
         small_input: 3x3/1 conv1 for 28/32-px inputs; fc6 sized from the real feature map.
         head: ``"fc"`` or ``"gap"``.
         image_size: input side the FC head is sized for (224, or 32 with ``small_input``).
@@ -315,8 +338,9 @@ def alexnet_tv(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0
     Returns:
         The model; its state dict has torchvision's keys.
     """
-    return _build(ALEXNET_TV_CFG, 224, num_classes, in_chans, dropout, small_input, head, image_size,
-                  **kwargs)
+    kwargs.setdefault("dropout_first", True)
+    return _build("alexnet_tv", ALEXNET_TV_CFG, 224, num_classes, in_chans, dropout, small_input, head,
+                  image_size, **kwargs)
 
 
 # Same module layout as torchvision.models.AlexNet: the state dicts match key for key.

@@ -43,12 +43,23 @@ Convolutional and Recurrent Networks for Sequence Modeling", arXiv:1803.01271):
 The default widths are small (4.6 M multiply-adds at 28 px) so that a few
 epochs of MNIST train in minutes on a CPU; ``widths``/``depths`` scale it up.
 
-Small inputs: both networks are laid out for 28/32-px images. ``gated_cnn``'s
-``small_input=True`` (the default) is that layout; ``small_input=False`` (for
-ImageNet-size images) replaces the stem by a 7x7 stride-2 gated convolution and a
-3x3 stride-2 max pool, dividing the resolution by 4 before the stages.
-``gated_tcn`` has no separate small-input layout: it is built for
-``image_size`` (rows x row width), and its depth follows the number of rows.
+Small inputs: both networks are laid out for 28/32-px images, and that layout is their
+default; the paper, a language model, has no image layout to follow. ``gated_cnn``'s
+``small_input=True`` (the default, the registered figures) is that layout;
+``small_input=False`` (for ImageNet-size images) replaces the stem by a 7x7 stride-2
+gated convolution and a 3x3 stride-2 max pool, dividing the resolution by 4 before the
+stages. ``gated_tcn`` has a single layout: it is built for ``image_size`` (rows x row
+width), its depth follows the number of rows, and it takes ``small_input=True`` only.
+
+Dropout: ``gated_cnn``'s ``dropout`` is dropout on the pooled features, before the
+classifier; ``gated_tcn``'s is dropout on every residual branch (the classifier reads
+the last step directly).
+
+Interface: ``gated_cnn`` ends in :class:`zoo.layers.head.GlobalPoolClassifierNet`'s head
+(``forward_head(x, pre_logits=True)`` is the pooled ``(B, widths[-1])``); ``gated_tcn``'s
+``forward_features`` returns the per-step features ``(B, hidden, H)`` and
+``forward_head(x, pre_logits=True)`` the normalised last step ``(B, hidden)``. For both,
+``get_classifier()`` is ``fc`` and ``reset_classifier(k)`` replaces it (He init, as below).
 
 Layer tables (MNIST, 1x28x28)::
 
@@ -79,6 +90,8 @@ from zoo.layers.conv import (
     GatedResidualBlock2d,
     receptive_field,
 )
+from zoo.layers.head import GlobalPoolClassifierNet, new_classifier
+from zoo.models._common import check_small_input, require_layout
 
 __all__ = ["GatedCNN", "GatedTCN", "gated_cnn", "gated_tcn"]
 
@@ -90,20 +103,25 @@ PAPER = Paper(
 )
 
 
+def _init_layer(m: nn.Conv1d | nn.Conv2d | nn.Linear) -> None:
+    """He-normal (fan-in) weights and zero bias for one layer (see :func:`_init_weights`)."""
+    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    if m.bias is not None:
+        nn.init.zeros_(m.bias)
+
+
 def _init_weights(model: nn.Module) -> None:
     """He-normal (fan-in) convolutions and linear layers with zero biases, as Dauphin et al.
     2017 (Sec. 5) initialise their gated layers (He et al. 2015, arXiv:1502.01852); unit norms."""
     for m in model.modules():
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+            _init_layer(m)
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
 
-class GatedCNN(nn.Module):
+class GatedCNN(GlobalPoolClassifierNet):
     """Image classifier of 2-D gated residual blocks.
 
     Args:
@@ -118,7 +136,7 @@ class GatedCNN(nn.Module):
     """
 
     def __init__(self, widths: Sequence[int] = (8, 16, 32), depths: Sequence[int] = (0, 1, 1),
-                 kernel_size: int = 3, layers_per_block: int = 2, num_classes: int = 10, in_chans: int = 1,
+                 kernel_size: int = 3, layers_per_block: int = 2, *, num_classes: int = 10, in_chans: int = 1,
                  small_input: bool = True, dropout: float = 0.0) -> None:
         super().__init__()
         widths, depths = tuple(widths), tuple(depths)
@@ -141,6 +159,7 @@ class GatedCNN(nn.Module):
             c = w
         self.stages = nn.Sequential(*stages)
         self.norm = nn.BatchNorm2d(c)
+        self.num_classes = num_classes
         self.num_features = c
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.drop = nn.Dropout(dropout)
@@ -151,16 +170,13 @@ class GatedCNN(nn.Module):
         """See :func:`_init_weights` (He et al. 2015, as in Dauphin et al. 2017)."""
         _init_weights(self)
 
+    def _init_classifier(self, layer: nn.Linear) -> None:
+        """A new ``fc``: He-normal weights, zero bias, as :meth:`_init_weights`."""
+        _init_layer(layer)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` image -> ``(B, widths[-1], h, w)`` normalised feature map."""
         return self.norm(self.stages(self.stem(x)))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Feature map -> ``(B, num_classes)`` logits."""
-        return self.fc(self.drop(self.pool(x).flatten(1)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 class GatedTCN(nn.Module):
@@ -179,9 +195,10 @@ class GatedTCN(nn.Module):
     """
 
     def __init__(self, seq_len: int = 28, in_features: int = 28, hidden: int = 64, kernel_size: int = 3,
-                 layers_per_block: int = 2, num_blocks: int | None = None, num_classes: int = 10,
+                 layers_per_block: int = 2, num_blocks: int | None = None, *, num_classes: int = 10,
                  dropout: float = 0.0) -> None:
         super().__init__()
+        self.num_classes = num_classes
         self.seq_len, self.in_features = seq_len, in_features
         if num_blocks is None:
             num_blocks = 1
@@ -224,12 +241,37 @@ class GatedTCN(nn.Module):
                              f"image_size=(H, W) of your data")
         return self.blocks(self.proj(seq))  # (B, hidden, H)
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-step features -> ``(B, num_classes)`` logits read from the last step."""
-        return self.fc(self.norm(x[:, :, -1]))  # (B, hidden) -> (B, num_classes)
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Reads the last step: LayerNorm and ``fc``.
+
+        Args:
+            x: per-step features ``(B, hidden, L)``.
+            pre_logits: return the normalised last step ``(B, hidden)`` instead of the logits.
+
+        Returns:
+            Logits ``(B, num_classes)``, or the normalised last step.
+        """
+        x = self.norm(x[:, :, -1])  # (B, hidden): the only step that has seen every row
+        return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Args: x ``(B, C, H, W)``. Returns: logits ``(B, num_classes)``."""
         return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        """Returns ``fc``."""
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replaces ``fc`` (He-normal weights, zero bias); 0 installs ``nn.Identity``.
+
+        Args:
+            num_classes: new number of classes; with 0, ``forward`` returns the normalised last step.
+        """
+        self.fc = new_classifier(self, self.num_features, num_classes)
+        if isinstance(self.fc, nn.Linear):
+            _init_layer(self.fc)
+        self.num_classes = num_classes
 
 
 @register_model(paper=PAPER, input_size=(1, 28, 28), num_classes=10, params=58_682, macs=4_629_056,
@@ -241,32 +283,40 @@ def gated_cnn(*, num_classes: int = 10, in_chans: int = 1, small_input: bool = T
     Args:
         num_classes: classifier outputs.
         in_chans: input channels.
-        small_input: ``True`` (default) for 28/32-px images; ``False`` adds a 7x7/2 stem and max pool.
+        small_input: ``True`` (default: the network's design layout, for 28/32-px images);
+            ``False`` adds a 7x7/2 stem and max pool for large images.
         dropout: dropout before the classifier.
         **kwargs: further :class:`GatedCNN` options (``widths``, ``depths``, ...).
 
     Returns:
         The model.
     """
+    check_small_input("gated_cnn", small_input)
     return GatedCNN(num_classes=num_classes, in_chans=in_chans, small_input=small_input, dropout=dropout,
                     **kwargs)
 
 
 @register_model(paper=PAPER, input_size=(1, 28, 28), num_classes=10, params=151_626, macs=4_179_584,
                 notes="causal dilated gated TCN over image rows, reads the last step (sequential images)")
-def gated_tcn(*, num_classes: int = 10, in_chans: int = 1, image_size: int | Sequence[int] = 28,
-              dropout: float = 0.0, **kwargs: Any) -> GatedTCN:
+def gated_tcn(*, num_classes: int = 10, in_chans: int = 1, small_input: bool = True,
+              image_size: int | Sequence[int] = 28, dropout: float = 0.0, **kwargs: Any) -> GatedTCN:
     """Gated temporal convolutional network reading an image row by row.
 
     Args:
         num_classes: classifier outputs.
         in_chans: input channels.
+        small_input: must be ``True``: the network has a single layout, built for ``image_size``.
         image_size: ``H`` or ``(H, W)`` of the images: ``H`` steps of ``in_chans x W`` features.
         dropout: dropout on the residual branches.
         **kwargs: further :class:`GatedTCN` options (``hidden``, ``kernel_size``, ...).
 
     Returns:
         The model.
+
+    Raises:
+        ValueError: for ``small_input=False``.
     """
+    require_layout("gated_tcn", small_input,
+                   layout="rows of 28/32-px images as steps, its depth set by image_size")
     h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     return GatedTCN(seq_len=h, in_features=in_chans * w, num_classes=num_classes, dropout=dropout, **kwargs)

@@ -88,6 +88,14 @@ Options:
   stem's second max-pool is dropped, so a 32-px image reaches inception 3 at 16x16,
   4 at 8x8 and 5 at 4x4 (224 px: 28, 14, 7). The auxiliary heads' FC-1024 is sized from
   the map they actually see at ``image_size`` (``googlenet``: 128x2x2 at 32 px).
+* ``dropout``: dropout before the classifier (paper: 0.4; torchvision's variant: 0.2).
+
+Interface: ``forward_features`` returns the inception-5b map, ``forward_head(x,
+pre_logits=True)`` the pooled, dropped-out ``(B, 1024)`` input of ``fc`` (``num_features``),
+``get_classifier()`` is ``fc``; ``reset_classifier(k)`` replaces ``fc`` and the auxiliary
+heads' last layers. ``feature_info`` has one entry per reduction: conv1 at 2, the stem's
+last layer at 4, inception 3b at 8, 4e at 16 and 5b at 32 (with ``small_input``: conv1 at
+1, 3b at 2, 4e at 4, 5b at 8).
 """
 
 from __future__ import annotations
@@ -100,8 +108,11 @@ import torch
 import torch.nn as nn
 
 from zoo._registry import Paper, register_model
+from zoo.features import feature_info_from_taps
 from zoo.interop import register_torchvision
+from zoo.layers.head import new_classifier
 from zoo.layers.norm import LocalResponseNorm
+from zoo.models._common import check_small_input, default_image_size
 from zoo.ops.shape import conv_output_size
 
 __all__ = ["GoogLeNet", "Inception", "InceptionAux", "InceptionSpec", "GOOGLENET_TABLE1",
@@ -302,25 +313,38 @@ class GoogLeNet(nn.Module):
             stem.append(("pool2", nn.MaxPool2d(3, stride=2, ceil_mode=True)))
             n = conv_output_size(n, 3, 2, ceil_mode=True)
         self.stem = nn.Sequential(OrderedDict(stem))
+        # (module, channels, reduction) of every stem layer, for feature_info
+        taps: list[tuple[str, int, int]] = []
+        reduction, c = 1, in_chans
+        for name, layer in stem:
+            if isinstance(layer, ConvBlock):
+                reduction, c = reduction * layer.conv.stride[0], layer.conv.out_channels
+            elif isinstance(layer, nn.MaxPool2d):
+                reduction *= 2
+            taps.append((f"stem.{name}", c, reduction))
 
         # Inception stages, as listed in `blocks`.
         layers: dict[str, nn.Module] = {}
         c = 192
-        taps: dict[str, int] = {}  # tapped block -> its channels
+        aux_chans: dict[str, int] = {}  # tapped block -> its channels
         tap_sizes: dict[str, int] = {}  # tapped block -> its map side at `image_size`
         for b in blocks:
             if isinstance(b, str):
                 k = last_pool_kernel if b == "maxpool4" else 3
                 layers[b] = nn.MaxPool2d(k, stride=2, ceil_mode=True)
                 n = conv_output_size(n, k, 2, ceil_mode=True)
+                reduction *= 2
+                taps.append((f"blocks.{b}", c, reduction))
                 continue
             name = f"inception{b.name}"
             layers[name] = Inception(c, b, kernel5=kernel5, **conv)
             c = layers[name].out_chans
+            taps.append((f"blocks.{name}", c, reduction))
             if name in AUX_TAPS:
-                taps[name], tap_sizes[name] = c, n
+                aux_chans[name], tap_sizes[name] = c, n
         self.blocks = nn.ModuleDict(layers)
         self.num_features = c
+        self.feature_info = feature_info_from_taps(taps)
 
         self.aux1: InceptionAux | None = None
         self.aux2: InceptionAux | None = None
@@ -332,7 +356,7 @@ class GoogLeNet(nn.Module):
                 if grid < 1:
                     raise ValueError(f"image_size={image_size} leaves a {m}x{m} map at {tap}, too small for "
                                      f"the auxiliary head's 5x5 pool; use aux_logits=False or larger inputs")
-                heads.append(InceptionAux(taps[tap], num_classes, pool=aux_pool, grid=grid,
+                heads.append(InceptionAux(aux_chans[tap], num_classes, pool=aux_pool, grid=grid,
                                           dropout=aux_dropout, **conv))
             self.aux1, self.aux2 = heads
 
@@ -352,15 +376,41 @@ class GoogLeNet(nn.Module):
                 classifiers.add(aux.fc2)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                if self.batch_norm:
-                    nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2.0, b=2.0)
-                else:
-                    nn.init.kaiming_uniform_(m.weight, nonlinearity="linear")  # bound sqrt(3 / fan_in)
-                if m.bias is not None:
-                    nn.init.constant_(m.bias, 0.0 if (self.batch_norm or m in classifiers) else 0.2)
+                self._init_layer(m, classifier=m in classifiers)
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+
+    def _init_layer(self, m: nn.Conv2d | nn.Linear, classifier: bool) -> None:
+        """One convolution or linear layer by the rule of :meth:`_init_weights`."""
+        if self.batch_norm:
+            nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2.0, b=2.0)
+        else:
+            nn.init.kaiming_uniform_(m.weight, nonlinearity="linear")  # bound sqrt(3 / fan_in)
+        if m.bias is not None:
+            nn.init.constant_(m.bias, 0.0 if (self.batch_norm or classifier) else 0.2)
+
+    def get_classifier(self) -> nn.Module:
+        """Returns the main classifier, ``fc``."""
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replaces ``fc`` and the auxiliary heads' last layers by fresh ones.
+
+        Args:
+            num_classes: new number of classes (initialised as the classifiers of
+                :meth:`_init_weights`); 0 installs ``nn.Identity``, so that ``forward`` returns
+                the pooled features ``(B, num_features)`` (and the auxiliary heads their
+                1,024 hidden units).
+        """
+        self.fc = new_classifier(self, self.num_features, num_classes)
+        for aux in (self.aux1, self.aux2):
+            if aux is not None:
+                aux.fc2 = new_classifier(self, aux.fc1.out_features, num_classes)
+        for m in (self.fc, *(a.fc2 for a in (self.aux1, self.aux2) if a is not None)):
+            if isinstance(m, nn.Linear):
+                self._init_layer(m, classifier=True)
+        self.num_classes = num_classes
 
     def _transform_input(self, x: torch.Tensor) -> torch.Tensor:
         if self.transform_input:
@@ -381,10 +431,18 @@ class GoogLeNet(nn.Module):
         """Args: x ``(B, C, H, W)``. Returns: the inception-5b map ``(B, 1024, h, w)``."""
         return self._features(x, with_aux=False)[0]
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Args: x ``(B, 1024, h, w)``. Returns: logits ``(B, num_classes)``."""
-        x = torch.flatten(self.avgpool(x), 1)  # (B, 1024)
-        return self.fc(self.dropout(x))
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global average pooling, dropout and ``fc``.
+
+        Args:
+            x: inception-5b map ``(B, 1024, h, w)``.
+            pre_logits: return the input of ``fc`` ``(B, 1024)`` instead of the logits.
+
+        Returns:
+            Logits ``(B, num_classes)``, or the pre-logits features.
+        """
+        x = self.dropout(torch.flatten(self.avgpool(x), 1))  # (B, 1024)
+        return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Main logits only; the auxiliary heads are never evaluated here.
@@ -425,12 +483,6 @@ def _tv_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _image_size(small_input: bool, image_size: int | None) -> int:
-    if image_size is None:
-        return 32 if small_input else 224
-    return image_size
-
-
 @register_model(
     paper=PAPER, input_size=(3, 224, 224), num_classes=1000, params=13_378_280, macs=1_582_671_872,
     paper_results={"imagenet_val/top5_err_1crop": 10.07},
@@ -452,9 +504,10 @@ def googlenet(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.
     Returns:
         The model.
     """
+    check_small_input("googlenet", small_input)
     return GoogLeNet(GOOGLENET_TABLE1, num_classes=num_classes, in_chans=in_chans, dropout=dropout,
                      aux_logits=aux_logits, small_input=small_input,
-                     image_size=_image_size(small_input, image_size), **kwargs)
+                     image_size=default_image_size(small_input, image_size, 224), **kwargs)
 
 
 @register_model(
@@ -480,10 +533,11 @@ def googlenet_bn(*, num_classes: int = 1000, in_chans: int = 3, dropout: float =
     Returns:
         The model.
     """
+    check_small_input("googlenet_bn", small_input)
     return GoogLeNet(GOOGLENET_TABLE1, num_classes=num_classes, in_chans=in_chans, dropout=dropout,
                      aux_logits=aux_logits, batch_norm=True, lrn=False, kernel5=3, last_pool_kernel=2,
-                     aux_pool="adaptive", bn_eps=1e-3, transform_input=transform_input,
-                     small_input=small_input, image_size=_image_size(small_input, image_size), **kwargs)
+                     aux_pool="adaptive", bn_eps=1e-3, transform_input=transform_input, small_input=small_input,
+                     image_size=default_image_size(small_input, image_size, 224), **kwargs)
 
 
 # torchvision's pretrained GoogLeNet expects transform_input=True (torchvision sets it when

@@ -100,8 +100,17 @@ Deviations of ``lenet5`` from the paper
    range (the paper does not single them out); F counts inputs only, not the bias.
 6. Only 32x32 inputs: the paper also runs LeNet-5 replicated over wider inputs (C5 and
    beyond computed at every position, Section VII). Here C5 must be 1x1; any other size
-   raises a ValueError in :meth:`LeNet5.forward_head`.
+   raises a ValueError in :meth:`LeNet5.forward_head`. LeNet-5 is a 32-px network, so its
+   only layout is the small-input one: the builders take ``small_input=True`` (the
+   default) and refuse ``small_input=False`` with a ValueError.
 7. ``num_classes`` and ``in_chans`` are options (the paper: 10 classes, 1 channel).
+8. ``dropout`` (default 0, the paper has none): dropout on F6's output, before the RBF layer.
+9. Replacing the classifier: :meth:`LeNet5.reset_classifier` with ``k != 10`` classes
+   replaces the RBF layer by a plain, trainable ``nn.Linear(84, k)`` (initialised as the
+   model's other layers), because the RBF's fixed prototypes are the 7x12 bitmaps of the ten
+   digits and have no counterpart for another label set; ``k = 10`` installs the digit RBF
+   again and ``k = 0`` leaves the F6 features (``nn.Identity``). A model *built* with
+   ``num_classes != 10`` keeps an RBF output with the seeded random code above.
 
 ``conv_impl``
 -------------
@@ -122,6 +131,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zoo._registry import Paper, register_model
+from zoo.layers.head import new_classifier
+from zoo.models._common import require_layout
 
 __all__ = [
     "LENET_PAPER",
@@ -510,6 +521,7 @@ class LeNet5(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         _activation(activation, 1)  # validates the name
         self.num_classes = num_classes
+        self.num_features = F6_UNITS  # F6: the features the output layer sees
         self.in_chans = in_chans
         self.activation = activation
         self.head_type = head
@@ -568,31 +580,59 @@ class LeNet5(nn.Module):
                     nn.init.ones_(m.weight)
                     nn.init.zeros_(m.bias)
             elif isinstance(m, (nn.Conv2d, nn.Linear)):
-                if self.init == "lecun98":
-                    bound = 2.4 / m.weight[0].numel()  # fan-in of one unit: (in/groups)*k*k or in_features
-                    nn.init.uniform_(m.weight, -bound, bound)
-                    if m.bias is not None:
-                        nn.init.uniform_(m.bias, -bound, bound)
-                    continue
-                if self.activation in ("relu", "leaky_relu", "prelu"):
-                    slope = {"relu": 0.0, "leaky_relu": 0.01, "prelu": 0.25}[self.activation]
-                    nn.init.kaiming_normal_(m.weight, a=slope, mode="fan_in", nonlinearity="leaky_relu")
-                else:
-                    gain = 1.0 if self.activation == "sigmoid" else nn.init.calculate_gain("tanh")
-                    nn.init.xavier_uniform_(m.weight, gain=gain)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+                self._init_layer(m)
+
+    def _init_layer(self, m: nn.Conv2d | nn.Linear) -> None:
+        """Initialises one convolution or linear layer by the rule of :meth:`_init_weights`."""
+        if self.init == "lecun98":
+            bound = 2.4 / m.weight[0].numel()  # fan-in of one unit: (in/groups)*k*k or in_features
+            nn.init.uniform_(m.weight, -bound, bound)
+            if m.bias is not None:
+                nn.init.uniform_(m.bias, -bound, bound)
+            return
+        if self.activation in ("relu", "leaky_relu", "prelu"):
+            slope = {"relu": 0.0, "leaky_relu": 0.01, "prelu": 0.25}[self.activation]
+            nn.init.kaiming_normal_(m.weight, a=slope, mode="fan_in", nonlinearity="leaky_relu")
+        else:
+            gain = 1.0 if self.activation == "sigmoid" else nn.init.calculate_gain("tanh")
+            nn.init.xavier_uniform_(m.weight, gain=gain)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def get_classifier(self) -> nn.Module:
+        """Returns the output layer: the RBF units, or the linear classifier."""
+        return self.output
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replaces the output layer (see deviation 9 in the module docstring).
+
+        Args:
+            num_classes: 10 on a model built with the RBF head (``head_type == "rbf"``, the
+                head it was built with) installs the digit-bitmap RBF again; another
+                count installs a fresh ``nn.Linear(84, num_classes)``, initialised like the
+                model's other layers; 0 installs ``nn.Identity`` (``forward`` then returns
+                the F6 features ``(B, 84)``).
+        """
+        if num_classes == 10 and self.head_type == "rbf":
+            ref = self.f6.weight
+            self.output = EuclideanRBF(digit_prototypes().to(device=ref.device, dtype=ref.dtype))
+        else:
+            self.output = new_classifier(self, F6_UNITS, num_classes)
+            if isinstance(self.output, nn.Linear):
+                self._init_layer(self.output)
+        self.num_classes = num_classes
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """C1 to C5 (with activation). ``(B, in_chans, 32, 32) -> (B, 120, 1, 1)``."""
         return self.features(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """F6 and the output layer.
+        """F6, dropout and the output layer.
 
         Args:
             x: C5 maps ``(B, 120, 1, 1)``.
-            pre_logits: return the F6 activations ``(B, 84)`` instead of the logits.
+            pre_logits: return the input of the output layer (F6's activations after the
+                dropout) ``(B, 84)`` instead of the logits.
 
         Returns:
             Logits ``(B, num_classes)`` (for the RBF head, minus the penalties y).
@@ -607,13 +647,12 @@ class LeNet5(nn.Module):
                 f"{h}x{w}: the input was not 32x32. Pad or resize the input to 32x32."
             )
         x = torch.flatten(x, 1)  # (B, 120)
-        x = self.act6(self.f6(x))  # (B, 84)
+        x = self.dropout(self.act6(self.f6(x)))  # (B, 84)
         if pre_logits:
             return x
-        x = self.dropout(x)
-        if self.head_type == "rbf":
-            return -self.output(x)  # (B, num_classes)
-        return self.output(x)
+        if isinstance(self.output, EuclideanRBF):
+            return -self.output(x)  # (B, num_classes): minus the penalties y
+        return self.output(x)  # (B, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, 32, 32) -> (B, num_classes)
         return self.forward_head(self.forward_features(x))
@@ -631,18 +670,25 @@ class LeNet5(nn.Module):
     paper_results={"mnist/test_err": 0.95},
     notes="the 1998 network: Table I C3, trainable subsampling, 1.7159 tanh(2a/3), fixed-prototype RBF output",
 )
-def lenet5(*, num_classes: int = 10, in_chans: int = 1, conv_impl: str = "native") -> LeNet5:
+def lenet5(*, num_classes: int = 10, in_chans: int = 1, small_input: bool = True, dropout: float = 0.0,
+           conv_impl: str = "native") -> LeNet5:
     """LeNet-5 as published (LeCun et al. 1998); see the module docstring for deviations.
 
     Args:
         num_classes: output classes (RBF prototypes: digit bitmaps for 10, else seeded random).
         in_chans: input channels.
+        small_input: must be ``True``: LeNet-5 is a 32-px network, its only layout.
+        dropout: dropout on F6's output, before the RBF layer (0: none, as in the paper).
         conv_impl: ``"native"`` or ``"reference"``.
 
     Returns:
         The model; input ``(B, in_chans, 32, 32)``.
+
+    Raises:
+        ValueError: for ``small_input=False``.
     """
-    return LeNet5(num_classes=num_classes, in_chans=in_chans, conv_impl=conv_impl)
+    require_layout("lenet5", small_input, layout="a 32-px network")
+    return LeNet5(num_classes=num_classes, in_chans=in_chans, dropout=dropout, conv_impl=conv_impl)
 
 
 @register_model(
@@ -653,20 +699,25 @@ def lenet5(*, num_classes: int = 10, in_chans: int = 1, conv_impl: str = "native
     macs=416_520,
     notes="modern LeNet-5: ReLU (selectable), max-pooling, full C3, linear classifier",
 )
-def lenet5_modern(*, num_classes: int = 10, in_chans: int = 1, activation: str = "relu",
-                  dropout: float = 0.0, conv_impl: str = "native") -> LeNet5:
+def lenet5_modern(*, num_classes: int = 10, in_chans: int = 1, small_input: bool = True,
+                  activation: str = "relu", dropout: float = 0.0, conv_impl: str = "native") -> LeNet5:
     """LeNet-5 with today's components: activation, max-pooling, full C3, linear head.
 
     Args:
         num_classes: output classes.
         in_chans: input channels.
+        small_input: must be ``True``: LeNet-5 is a 32-px network, its only layout.
         activation: relu, leaky_relu, prelu, sigmoid or tanh (scaled_tanh also works).
         dropout: dropout before the classifier (0: none).
         conv_impl: ``"native"`` or ``"reference"``.
 
     Returns:
         The model; input ``(B, in_chans, 32, 32)``.
+
+    Raises:
+        ValueError: for ``small_input=False``.
     """
+    require_layout("lenet5_modern", small_input, layout="a 32-px network")
     return LeNet5(num_classes=num_classes, in_chans=in_chans, c3_table=None, subsampling="max",
                   activation=activation, head="linear", dropout=dropout, init="modern",
                   conv_impl=conv_impl)

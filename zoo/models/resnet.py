@@ -48,7 +48,11 @@ Options and what they change
   input keeps 32/16/8/4 px in the four stages instead of shrinking to 1 px.
   Nothing else changes (same stages, same head); the conv count stays the same
   and the parameter count drops by 3*64*(49-9) = 7,680 for 3 input channels.
-  Equivalent to ``stem="cifar"``.
+  Equivalent to ``stem="cifar"``. The CIFAR networks have a single layout, built
+  for 32-px images: they take ``small_input=True`` (the default) and refuse
+  ``small_input=False`` with a ValueError.
+* ``dropout`` (default 0, the paper has none): dropout on the pooled features,
+  before the fc layer.
 
 Deviations from the paper
 -------------------------
@@ -64,7 +68,8 @@ Deviations from the paper
   use means/variances averaged over a large training batch after training.
 * The fc layer keeps PyTorch's default initialisation; the paper does not
   specify it. Convolutions follow the paper's ref. [13] (see ``_init_weights``).
-* Not from the paper: ``norm="gn"``, ``zero_init_residual``, ``small_input``.
+* Not from the paper: ``norm="gn"``, ``zero_init_residual``, ``small_input``,
+  ``dropout``.
 * CIFAR inputs: the paper subtracts the per-pixel mean; input normalisation is
   left to the data module.
 
@@ -99,6 +104,15 @@ stem    3x3 conv, BN, ReLU             32x32   16
 3       [3x3 64 /2, 3x3 64] x n        8x8     64
 head    global average pool, fc 10     1x1     10
 ======  =============================  ======  ========
+
+Interface and features
+----------------------
+``forward_features`` returns the last stage's map, ``forward_head(x, pre_logits=True)``
+the pooled ``(B, num_features)`` input of ``fc``, ``get_classifier()`` is ``fc`` and
+``reset_classifier(k)`` replaces it (PyTorch's default init, as ``fc``'s). ``feature_info``
+has one entry per reduction: ``stem.act`` (2) and ``stages.0`` to ``stages.3`` (4, 8, 16,
+32) for the ImageNet layout; with the stride-1 stem ``stages.0`` to ``stages.3`` at 1, 2,
+4, 8, and for the CIFAR networks ``stages.0`` to ``stages.2`` at 1, 2, 4.
 """
 
 from __future__ import annotations
@@ -114,7 +128,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zoo._registry import Paper, register_model
+from zoo.features import feature_info_from_taps
 from zoo.interop import register_torchvision
+from zoo.layers.head import GlobalPoolClassifierNet
+from zoo.layers.init import kaiming_fan_out_init
+from zoo.models._common import check_small_input, require_layout
 
 __all__ = ["BasicBlock", "Bottleneck", "ZeroPadShortcut", "ResNet"]
 
@@ -282,11 +300,13 @@ class Bottleneck(nn.Module):
 _BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
-class ResNet(nn.Module):
+class ResNet(GlobalPoolClassifierNet):
     """A residual network described by data: block type, stage depths and widths, stem.
 
     Stage ``i`` stacks ``depths[i]`` blocks of width ``widths[i]``; every stage
-    after the first halves the resolution in its first block.
+    after the first halves the resolution in its first block. The head (global average
+    pooling, dropout, ``fc``) and its methods are :class:`zoo.layers.head.GlobalPoolClassifierNet`'s;
+    a new ``fc`` keeps PyTorch's default initialisation, as the first one.
 
     Args:
         block: ``"basic"`` or ``"bottleneck"`` (or the block class).
@@ -301,6 +321,7 @@ class ResNet(nn.Module):
         stride_in_1x1: bottlenecks put the stride in the first 1x1 conv.
         zero_init_residual: zero the last norm layer of every residual branch.
         norm: ``"bn"`` or ``"gn"``.
+        dropout: dropout before the fc layer (0: none).
     """
 
     def __init__(
@@ -317,6 +338,7 @@ class ResNet(nn.Module):
         stride_in_1x1: bool = False,
         zero_init_residual: bool = False,
         norm: str = "bn",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         block_cls = _BLOCKS[block] if isinstance(block, str) else block
@@ -327,6 +349,7 @@ class ResNet(nn.Module):
         if shortcut not in _SHORTCUTS:
             raise ValueError(f"shortcut must be one of {_SHORTCUTS}, got {shortcut!r}")
         self.depths, self.widths = tuple(depths), tuple(widths)
+        self.num_classes = num_classes
 
         if stem == "imagenet":
             self.stem = nn.Sequential(OrderedDict(
@@ -342,6 +365,12 @@ class ResNet(nn.Module):
                 act=nn.ReLU(inplace=True),
             ))
 
+        reduction = 2 if stem == "imagenet" else 1
+        taps = [("stem.act", stem_width, reduction)]  # (module, channels, reduction), for feature_info
+        if stem == "imagenet":
+            reduction *= 2
+            taps.append(("stem.pool", stem_width, reduction))
+
         stages: list[nn.Module] = []
         in_ch = stem_width
         for i, (depth, width) in enumerate(zip(depths, widths)):
@@ -352,9 +381,13 @@ class ResNet(nn.Module):
                                         stride_in_1x1=stride_in_1x1))
                 in_ch = width * block_cls.expansion
             stages.append(nn.Sequential(*blocks))
+            reduction *= 2 if i > 0 else 1
+            taps.append((f"stages.{i}", in_ch, reduction))
         self.stages = nn.Sequential(*stages)
+        self.feature_info = feature_info_from_taps(taps)
         self.num_features = in_ch
         self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(in_ch, num_classes)
         self._init_weights(zero_init_residual)
 
@@ -364,7 +397,8 @@ class ResNet(nn.Module):
         Convolutions: zero-mean Gaussian with std sqrt(2 / (k*k*c_out)), the
         "MSRA"/Kaiming initialisation of He et al. 2015, "Delving Deep into
         Rectifiers", arXiv:1502.01852, Sec. 2.2 (the backward-propagation form,
-        n = k^2 d), which the ResNet paper adopts as its ref. [13].
+        n = k^2 d), which the ResNet paper adopts as its ref. [13]
+        (:func:`zoo.layers.init.kaiming_fan_out_init`).
         Norm layers: weight 1, bias 0. With ``zero_init_residual`` the last
         norm of every residual branch gets weight 0 (Goyal et al. 2017,
         arXiv:1706.02677). The fc layer keeps PyTorch's default.
@@ -372,12 +406,7 @@ class ResNet(nn.Module):
         """
         if self.fc.weight.is_meta:
             return
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        kaiming_fan_out_init(self, linear_std=None)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, (BasicBlock, Bottleneck)):
@@ -388,22 +417,6 @@ class ResNet(nn.Module):
         x = self.stem(x)  # (B, stem_width, H/4, W/4) imagenet stem; (B, stem_width, H, W) cifar stem
         return self.stages(x)  # (B, num_features, h, w)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Global average pooling and the fc layer.
-
-        Args:
-            x: feature map ``(B, num_features, h, w)``.
-            pre_logits: return the pooled features ``(B, num_features)`` instead of logits.
-
-        Returns:
-            Logits ``(B, num_classes)`` (or pooled features).
-        """
-        x = torch.flatten(self.pool(x), 1)  # (B, num_features)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Returns logits ``(B, num_classes)`` for images ``(B, in_chans, H, W)``."""
-        return self.forward_head(self.forward_features(x))
 
 
 # --------------------------------------------------------------------------- ImageNet networks
@@ -411,8 +424,9 @@ class ResNet(nn.Module):
 _IMAGENET_WIDTHS = (64, 128, 256, 512)
 
 
-def _imagenet_resnet(block: str, depths: Sequence[int], *, num_classes: int, in_chans: int,
+def _imagenet_resnet(name: str, block: str, depths: Sequence[int], *, num_classes: int, in_chans: int,
                      small_input: bool, **kwargs: Any) -> ResNet:
+    check_small_input(name, small_input)
     if "stem" in kwargs and small_input and kwargs["stem"] != "cifar":
         raise ValueError(f"small_input=True selects stem='cifar'; got stem={kwargs['stem']!r}")
     kwargs.setdefault("stem", "cifar" if small_input else "imagenet")
@@ -429,17 +443,18 @@ _V15 = ", stride in the bottleneck's 3x3 (v1.5, torchvision)"
                 paper_results={"imagenet/top1_err_10crop": 27.88},
                 notes=_IMAGENET_NOTE.format(v15="") + "; paper result is Table 2 (option-A shortcuts)")
 def resnet18(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
-             **kwargs: Any) -> ResNet:
+             dropout: float = 0.0, **kwargs: Any) -> ResNet:
     """ResNet-18: basic blocks [2, 2, 2, 2].
 
     Args:
         num_classes: output classes.
         in_chans: input channels.
         small_input: 3x3 stride-1 stem without max-pool, for 28-32 px inputs.
+        dropout: dropout before the fc layer (0: none, as in the paper).
         **kwargs: further :class:`ResNet` options (``shortcut``, ``norm``, ...).
     """
-    return _imagenet_resnet("basic", (2, 2, 2, 2), num_classes=num_classes, in_chans=in_chans,
-                            small_input=small_input, **kwargs)
+    return _imagenet_resnet("resnet18", "basic", (2, 2, 2, 2), num_classes=num_classes,
+                            in_chans=in_chans, small_input=small_input, dropout=dropout, **kwargs)
 
 
 @register_model(paper=PAPER, input_size=(3, 224, 224), num_classes=1000,
@@ -447,10 +462,10 @@ def resnet18(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = 
                 paper_results={"imagenet/top1_err_10crop": 24.52, "imagenet/top5_err_10crop": 7.46},
                 notes=_IMAGENET_NOTE.format(v15="") + "; paper result is Table 3, ResNet-34 B")
 def resnet34(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
-             **kwargs: Any) -> ResNet:
+             dropout: float = 0.0, **kwargs: Any) -> ResNet:
     """ResNet-34: basic blocks [3, 4, 6, 3]. Args as :func:`resnet18`."""
-    return _imagenet_resnet("basic", (3, 4, 6, 3), num_classes=num_classes, in_chans=in_chans,
-                            small_input=small_input, **kwargs)
+    return _imagenet_resnet("resnet34", "basic", (3, 4, 6, 3), num_classes=num_classes,
+                            in_chans=in_chans, small_input=small_input, dropout=dropout, **kwargs)
 
 
 @register_model(paper=PAPER, input_size=(3, 224, 224), num_classes=1000,
@@ -458,10 +473,10 @@ def resnet34(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = 
                 paper_results={"imagenet/top1_err_10crop": 22.85, "imagenet/top5_err_10crop": 6.71},
                 notes=_IMAGENET_NOTE.format(v15=_V15) + "; paper result is Table 3 (stride in the 1x1)")
 def resnet50(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
-             **kwargs: Any) -> ResNet:
+             dropout: float = 0.0, **kwargs: Any) -> ResNet:
     """ResNet-50: bottleneck blocks [3, 4, 6, 3]. Args as :func:`resnet18`, plus ``stride_in_1x1``."""
-    return _imagenet_resnet("bottleneck", (3, 4, 6, 3), num_classes=num_classes, in_chans=in_chans,
-                            small_input=small_input, **kwargs)
+    return _imagenet_resnet("resnet50", "bottleneck", (3, 4, 6, 3), num_classes=num_classes,
+                            in_chans=in_chans, small_input=small_input, dropout=dropout, **kwargs)
 
 
 @register_model(paper=PAPER, input_size=(3, 224, 224), num_classes=1000,
@@ -469,10 +484,10 @@ def resnet50(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = 
                 paper_results={"imagenet/top1_err_10crop": 21.75, "imagenet/top5_err_10crop": 6.05},
                 notes=_IMAGENET_NOTE.format(v15=_V15) + "; paper result is Table 3 (stride in the 1x1)")
 def resnet101(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
-              **kwargs: Any) -> ResNet:
+              dropout: float = 0.0, **kwargs: Any) -> ResNet:
     """ResNet-101: bottleneck blocks [3, 4, 23, 3]. Args as :func:`resnet50`."""
-    return _imagenet_resnet("bottleneck", (3, 4, 23, 3), num_classes=num_classes, in_chans=in_chans,
-                            small_input=small_input, **kwargs)
+    return _imagenet_resnet("resnet101", "bottleneck", (3, 4, 23, 3), num_classes=num_classes,
+                            in_chans=in_chans, small_input=small_input, dropout=dropout, **kwargs)
 
 
 @register_model(paper=PAPER, input_size=(3, 224, 224), num_classes=1000,
@@ -480,15 +495,17 @@ def resnet101(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool =
                 paper_results={"imagenet/top1_err_10crop": 21.43, "imagenet/top5_err_10crop": 5.71},
                 notes=_IMAGENET_NOTE.format(v15=_V15) + "; paper result is Table 3 (stride in the 1x1)")
 def resnet152(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
-              **kwargs: Any) -> ResNet:
+              dropout: float = 0.0, **kwargs: Any) -> ResNet:
     """ResNet-152: bottleneck blocks [3, 8, 36, 3]. Args as :func:`resnet50`."""
-    return _imagenet_resnet("bottleneck", (3, 8, 36, 3), num_classes=num_classes, in_chans=in_chans,
-                            small_input=small_input, **kwargs)
+    return _imagenet_resnet("resnet152", "bottleneck", (3, 8, 36, 3), num_classes=num_classes,
+                            in_chans=in_chans, small_input=small_input, dropout=dropout, **kwargs)
 
 
 # --------------------------------------------------------------------------- CIFAR networks
 
-def _cifar_resnet(n: int, *, num_classes: int, in_chans: int, **kwargs: Any) -> ResNet:
+def _cifar_resnet(n: int, *, num_classes: int, in_chans: int, small_input: bool, **kwargs: Any) -> ResNet:
+    require_layout(f"resnet{6 * n + 2}", small_input,
+                   layout="the CIFAR network of Sec. 4.2, for 32-px images; resnet18-152 are the ImageNet ones")
     kwargs.setdefault("shortcut", "A")
     return ResNet("basic", (n, n, n), (16, 32, 64), num_classes=num_classes, in_chans=in_chans,
                   stem="cifar", stem_width=16, **kwargs)
@@ -500,55 +517,72 @@ _CIFAR_NOTE = "CIFAR-10 network of Sec. 4.2, 6n+2 layers with n={n}, option-A sh
 @register_model(paper=PAPER, input_size=(3, 32, 32), num_classes=10,
                 params=269_722, macs=40_551_040,
                 paper_results={"cifar10/top1_err": 8.75}, notes=_CIFAR_NOTE.format(n=3))
-def resnet20(*, num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> ResNet:
+def resnet20(*, num_classes: int = 10, in_chans: int = 3, small_input: bool = True, dropout: float = 0.0,
+             **kwargs: Any) -> ResNet:
     """ResNet-20 for CIFAR (n = 3).
 
     Args:
         num_classes: output classes.
         in_chans: input channels.
+        small_input: must be ``True``: the CIFAR networks are built for 32-px images only.
+        dropout: dropout before the fc layer (0: none, as in the paper).
         **kwargs: further :class:`ResNet` options (``shortcut``, ``norm``, ...).
+
+    Raises:
+        ValueError: for ``small_input=False``.
     """
-    return _cifar_resnet(3, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    return _cifar_resnet(3, num_classes=num_classes, in_chans=in_chans, small_input=small_input,
+                         dropout=dropout, **kwargs)
 
 
 @register_model(paper=PAPER, input_size=(3, 32, 32), num_classes=10,
                 params=464_154, macs=68_862_592,
                 paper_results={"cifar10/top1_err": 7.51}, notes=_CIFAR_NOTE.format(n=5))
-def resnet32(*, num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> ResNet:
+def resnet32(*, num_classes: int = 10, in_chans: int = 3, small_input: bool = True, dropout: float = 0.0,
+             **kwargs: Any) -> ResNet:
     """ResNet-32 for CIFAR (n = 5). Args as :func:`resnet20`."""
-    return _cifar_resnet(5, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    return _cifar_resnet(5, num_classes=num_classes, in_chans=in_chans, small_input=small_input,
+                         dropout=dropout, **kwargs)
 
 
 @register_model(paper=PAPER, input_size=(3, 32, 32), num_classes=10,
                 params=658_586, macs=97_174_144,
                 paper_results={"cifar10/top1_err": 7.17}, notes=_CIFAR_NOTE.format(n=7))
-def resnet44(*, num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> ResNet:
+def resnet44(*, num_classes: int = 10, in_chans: int = 3, small_input: bool = True, dropout: float = 0.0,
+             **kwargs: Any) -> ResNet:
     """ResNet-44 for CIFAR (n = 7). Args as :func:`resnet20`."""
-    return _cifar_resnet(7, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    return _cifar_resnet(7, num_classes=num_classes, in_chans=in_chans, small_input=small_input,
+                         dropout=dropout, **kwargs)
 
 
 @register_model(paper=PAPER, input_size=(3, 32, 32), num_classes=10,
                 params=853_018, macs=125_485_696,
                 paper_results={"cifar10/top1_err": 6.97}, notes=_CIFAR_NOTE.format(n=9))
-def resnet56(*, num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> ResNet:
+def resnet56(*, num_classes: int = 10, in_chans: int = 3, small_input: bool = True, dropout: float = 0.0,
+             **kwargs: Any) -> ResNet:
     """ResNet-56 for CIFAR (n = 9). Args as :func:`resnet20`."""
-    return _cifar_resnet(9, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    return _cifar_resnet(9, num_classes=num_classes, in_chans=in_chans, small_input=small_input,
+                         dropout=dropout, **kwargs)
 
 
 @register_model(paper=PAPER, input_size=(3, 32, 32), num_classes=10,
                 params=1_727_962, macs=252_887_680,
                 paper_results={"cifar10/top1_err": 6.43}, notes=_CIFAR_NOTE.format(n=18))
-def resnet110(*, num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> ResNet:
+def resnet110(*, num_classes: int = 10, in_chans: int = 3, small_input: bool = True, dropout: float = 0.0,
+              **kwargs: Any) -> ResNet:
     """ResNet-110 for CIFAR (n = 18). Args as :func:`resnet20`."""
-    return _cifar_resnet(18, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    return _cifar_resnet(18, num_classes=num_classes, in_chans=in_chans, small_input=small_input,
+                         dropout=dropout, **kwargs)
 
 
 @register_model(paper=PAPER, input_size=(3, 32, 32), num_classes=10,
                 params=19_421_274, macs=2_829_238_912,
                 paper_results={"cifar10/top1_err": 7.93}, notes=_CIFAR_NOTE.format(n=200))
-def resnet1202(*, num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> ResNet:
+def resnet1202(*, num_classes: int = 10, in_chans: int = 3, small_input: bool = True, dropout: float = 0.0,
+               **kwargs: Any) -> ResNet:
     """ResNet-1202 for CIFAR (n = 200). Args as :func:`resnet20`."""
-    return _cifar_resnet(200, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    return _cifar_resnet(200, num_classes=num_classes, in_chans=in_chans, small_input=small_input,
+                         dropout=dropout, **kwargs)
 
 
 # --------------------------------------------------------------------------- torchvision interop

@@ -30,7 +30,8 @@ Deviations and notes (v1):
   against 13 / 38 / 292 / 524 M).
 * The bottleneck is a quarter of the unit's output rounded to a multiple of ``g``;
   this is exact for every 1x width of Table 1 and for the registered scales.
-* Classifier: global average pool and one fully connected layer; no dropout.
+* Classifier: global average pool and one fully connected layer; no dropout in the
+  paper (``dropout``, default 0, adds dropout before the fully connected layer).
 * Multiply-adds at 224 px: 143.1 / 140.8 / 137.5 / 134.3 / 138.4 M for g = 1/2/3/4/8
   (Table 1's complexity column: 143 / 140 / 137 / 133 / 137 M).
 
@@ -53,6 +54,15 @@ weights load with ``zoo.from_torchvision`` / ``create_model(..., weights="torchv
 Small inputs (both versions): ``small_input=True`` gives the stem convolution
 stride 1 and drops the stem max pool, so the network downsamples 8x instead of 32x
 (32 px -> 4x4 before the pool). Nothing else changes.
+
+Interface (both versions; :class:`zoo.layers.head.GlobalPoolClassifierNet`):
+``forward_features`` returns the last map (v2: after conv5), ``forward_head(x,
+pre_logits=True)`` the pooled ``(B, num_features)`` input of ``fc``, ``get_classifier()`` is
+``fc`` and ``reset_classifier(k)`` replaces it. Neither paper uses dropout; ``dropout``
+(default 0) adds it before ``fc``. ``feature_info`` has one entry per reduction, the last
+module at each: the stem at 2, the max pool at 4, stages 2-4 at 8, 16, 32 (v2: conv5 in
+place of stage 4 at 32); with ``small_input`` the stem at 1 and stages 2-4 (v2: conv5) at
+2, 4, 8.
 
 Layer table (v1, g=3, 1x, 224 px)::
 
@@ -82,13 +92,20 @@ import re
 from typing import Any, Mapping, Sequence
 
 import torch
+import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
 from zoo._registry import Paper, register_model
+from zoo.features import feature_info_from_taps
 from zoo.interop import register_torchvision
 from zoo.layers.conv import ConvBNAct, channel_shuffle
+from zoo.layers.head import GlobalPoolClassifierNet
 from zoo.layers.init import kaiming_fan_out_init
+from zoo.models._common import check_small_input
+
+# channel_shuffle is a leaf of torch.fx traces (see zoo.layers.conv); registered for this module's name too.
+torch.fx.wrap("channel_shuffle")
 
 __all__ = [
     "ShuffleV1Unit",
@@ -174,7 +191,28 @@ class ShuffleV1Unit(nn.Module):
         return F.relu(out)
 
 
-class ShuffleNetV1(nn.Module):
+def _stem_taps(stem_channels: int, small_input: bool) -> tuple[list[tuple[str, int, int]], int]:
+    """The ``feature_info`` taps of the stem (conv, then max pool unless ``small_input``) and its reduction."""
+    if small_input:
+        return [("stem", stem_channels, 1)], 1
+    return [("stem", stem_channels, 2), ("maxpool", stem_channels, 4)], 4
+
+
+class _ShuffleNet(GlobalPoolClassifierNet):
+    """What both versions share: the initialisation and a new classifier's initialisation."""
+
+    def _init_weights(self) -> None:
+        """See :func:`zoo.layers.init.kaiming_fan_out_init` (He et al. 2015, arXiv:1502.01852):
+        He-normal (fan-out) convolutions, unit BatchNorm, N(0, 0.01) classifier with zero bias."""
+        kaiming_fan_out_init(self)
+
+    def _init_classifier(self, layer: nn.Linear) -> None:
+        """A new ``fc``: N(0, 0.01) weights and zero bias, as :meth:`_init_weights`."""
+        nn.init.normal_(layer.weight, 0.0, 0.01)
+        nn.init.zeros_(layer.bias)
+
+
+class ShuffleNetV1(_ShuffleNet):
     """ShuffleNet v1 (Table 1), built from stage channel counts and unit counts.
 
     Args:
@@ -187,11 +225,13 @@ class ShuffleNetV1(nn.Module):
         num_classes: classifier outputs.
         in_chans: input image channels.
         small_input: stride-1 stem without max pool, for 28/32-px images.
+        dropout: dropout before the classifier (0: none, as in the paper).
     """
 
     def __init__(self, groups: int = 3, width_mult: float = 1.0, stage_channels: Sequence[int] | None = None,
-                 stage_units: Sequence[int] = (4, 8, 4), stem_channels: int | None = None,
-                 num_classes: int = 1000, in_chans: int = 3, small_input: bool = False) -> None:
+                 stage_units: Sequence[int] = (4, 8, 4), stem_channels: int | None = None, *,
+                 num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
+                 dropout: float = 0.0) -> None:
         super().__init__()
         if stem_channels is None:
             stem_channels = V1_STEM_CHANNELS.get(width_mult, 24)
@@ -205,32 +245,25 @@ class ShuffleNetV1(nn.Module):
         self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(3, stride=2, padding=1)
         stages: list[nn.Module] = []
         c = stem_channels
+        taps, reduction = _stem_taps(stem_channels, small_input)  # for feature_info
         for i, (out, units) in enumerate(zip(widths, stage_units)):
             blocks = [ShuffleV1Unit(c, out, groups, stride=2, group_first=i > 0)]
             blocks += [ShuffleV1Unit(out, out, groups) for _ in range(units - 1)]
             stages.append(nn.Sequential(*blocks))
-            c = out
+            c, reduction = out, reduction * 2
+            taps.append((f"stages.{i}", c, reduction))
         self.stages = nn.Sequential(*stages)
+        self.feature_info = feature_info_from_taps(taps)
+        self.num_classes = num_classes
         self.num_features = c
         self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(c, num_classes)
         self._init_weights()
-
-    def _init_weights(self) -> None:
-        """He-normal (fan-out) convolutions (He et al. 2015, arXiv:1502.01852), unit BatchNorm,
-        N(0, 0.01) classifier; see :func:`zoo.layers.init.kaiming_fan_out_init`."""
-        kaiming_fan_out_init(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` image -> ``(B, C_4, H/32, W/32)`` feature map."""
         return self.stages(self.maxpool(self.stem(x)))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Feature map -> ``(B, num_classes)`` logits."""
-        return self.fc(self.pool(x).flatten(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 class ShuffleV2Unit(nn.Module):
@@ -272,7 +305,7 @@ class ShuffleV2Unit(nn.Module):
         return channel_shuffle(out, 2)
 
 
-class ShuffleNetV2(nn.Module):
+class ShuffleNetV2(_ShuffleNet):
     """ShuffleNet v2 (Table 5), built from stage channel counts and unit counts.
 
     Args:
@@ -283,42 +316,37 @@ class ShuffleNetV2(nn.Module):
         num_classes: classifier outputs.
         in_chans: input image channels.
         small_input: stride-1 stem without max pool, for 28/32-px images.
+        dropout: dropout before the classifier (0: none, as in the paper).
     """
 
     def __init__(self, stage_channels: Sequence[int] = (116, 232, 464), head_channels: int = 1024,
-                 stage_units: Sequence[int] = (4, 8, 4), stem_channels: int = 24, num_classes: int = 1000,
-                 in_chans: int = 3, small_input: bool = False) -> None:
+                 stage_units: Sequence[int] = (4, 8, 4), stem_channels: int = 24, *, num_classes: int = 1000,
+                 in_chans: int = 3, small_input: bool = False, dropout: float = 0.0) -> None:
         super().__init__()
         self.stem = ConvBNAct(in_chans, stem_channels, 3, stride=1 if small_input else 2)
         self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(3, stride=2, padding=1)
         stages: list[nn.Module] = []
         c = stem_channels
-        for out, units in zip(stage_channels, stage_units):
+        taps, reduction = _stem_taps(stem_channels, small_input)  # for feature_info
+        for i, (out, units) in enumerate(zip(stage_channels, stage_units)):
             stages.append(nn.Sequential(ShuffleV2Unit(c, out, 2),
                                         *[ShuffleV2Unit(out, out, 1) for _ in range(units - 1)]))
-            c = out
+            c, reduction = out, reduction * 2
+            taps.append((f"stages.{i}", c, reduction))
         self.stages = nn.Sequential(*stages)
         self.conv5 = ConvBNAct(c, head_channels, 1)
+        taps.append(("conv5", head_channels, reduction))
+        self.feature_info = feature_info_from_taps(taps)
+        self.num_classes = num_classes
         self.num_features = head_channels
         self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(head_channels, num_classes)
         self._init_weights()
-
-    def _init_weights(self) -> None:
-        """He-normal (fan-out) convolutions (He et al. 2015, arXiv:1502.01852), unit BatchNorm,
-        N(0, 0.01) classifier; see :func:`zoo.layers.init.kaiming_fan_out_init`."""
-        kaiming_fan_out_init(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` image -> ``(B, head_channels, H/32, W/32)`` feature map."""
         return self.conv5(self.stages(self.maxpool(self.stem(x))))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Feature map -> ``(B, num_classes)`` logits."""
-        return self.fc(self.pool(x).flatten(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,106 +379,120 @@ def _tv_remap(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
 _V1_NOTE = "ShuffleNet {s}x (g={g}), Table 1; bottleneck = out/4, ungrouped first 1x1 of stage 2"
 
 
-def _v1(groups: int, width_mult: float, num_classes: int, in_chans: int, **kwargs: Any) -> ShuffleNetV1:
+def _v1(name: str, groups: int, width_mult: float, num_classes: int, in_chans: int, small_input: bool,
+        **kwargs: Any) -> ShuffleNetV1:
+    check_small_input(name, small_input)
     return ShuffleNetV1(groups=groups, width_mult=width_mult, num_classes=num_classes, in_chans=in_chans,
-                        **kwargs)
+                        small_input=small_input, **kwargs)
 
 
 @register_model(paper=PAPER_V1, input_size=(3, 224, 224), num_classes=1000, params=1_531_936, macs=143_078_976,
                 paper_results={"imagenet/top1_err": 33.6, "imagenet/mflops": 143},
                 notes=_V1_NOTE.format(s=1, g=1))
 def shufflenet_v1_g1(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
-                     **kwargs: Any) -> ShuffleNetV1:
+                     dropout: float = 0.0, **kwargs: Any) -> ShuffleNetV1:
     """ShuffleNet v1 1x, g=1.
 
     Args:
         num_classes: classifier outputs.
         in_chans: input channels.
         small_input: stride-1 stem without max pool, for 28/32-px inputs.
+        dropout: dropout before the classifier (0: none, as in the paper).
         **kwargs: further :class:`ShuffleNetV1` options.
 
     Returns:
         The model.
     """
-    return _v1(1, 1.0, num_classes, in_chans, small_input=small_input, **kwargs)
+    return _v1("shufflenet_v1_g1", 1, 1.0, num_classes, in_chans, small_input, dropout=dropout,
+               **kwargs)
 
 
 @register_model(paper=PAPER_V1, input_size=(3, 224, 224), num_classes=1000, params=1_733_848, macs=140_836_512,
                 paper_results={"imagenet/top1_err": 32.7, "imagenet/mflops": 140},
                 notes=_V1_NOTE.format(s=1, g=2))
 def shufflenet_v1_g2(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
-                     **kwargs: Any) -> ShuffleNetV1:
+                     dropout: float = 0.0, **kwargs: Any) -> ShuffleNetV1:
     """ShuffleNet v1 1x, g=2. Args as :func:`shufflenet_v1_g1`."""
-    return _v1(2, 1.0, num_classes, in_chans, small_input=small_input, **kwargs)
+    return _v1("shufflenet_v1_g2", 2, 1.0, num_classes, in_chans, small_input, dropout=dropout,
+               **kwargs)
 
 
 @register_model(paper=PAPER_V1, input_size=(3, 224, 224), num_classes=1000, params=1_865_728, macs=137_460_672,
                 paper_results={"imagenet/top1_err": 32.6, "imagenet/mflops": 137},
                 notes=_V1_NOTE.format(s=1, g=3))
 def shufflenet_v1_g3(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
-                     **kwargs: Any) -> ShuffleNetV1:
+                     dropout: float = 0.0, **kwargs: Any) -> ShuffleNetV1:
     """ShuffleNet v1 1x, g=3 (the paper's default). Args as :func:`shufflenet_v1_g1`."""
-    return _v1(3, 1.0, num_classes, in_chans, small_input=small_input, **kwargs)
+    return _v1("shufflenet_v1_g3", 3, 1.0, num_classes, in_chans, small_input, dropout=dropout,
+               **kwargs)
 
 
 @register_model(paper=PAPER_V1, input_size=(3, 224, 224), num_classes=1000, params=1_968_344, macs=134_339_776,
                 paper_results={"imagenet/top1_err": 32.8, "imagenet/mflops": 133},
                 notes=_V1_NOTE.format(s=1, g=4))
 def shufflenet_v1_g4(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
-                     **kwargs: Any) -> ShuffleNetV1:
+                     dropout: float = 0.0, **kwargs: Any) -> ShuffleNetV1:
     """ShuffleNet v1 1x, g=4. Args as :func:`shufflenet_v1_g1`."""
-    return _v1(4, 1.0, num_classes, in_chans, small_input=small_input, **kwargs)
+    return _v1("shufflenet_v1_g4", 4, 1.0, num_classes, in_chans, small_input, dropout=dropout,
+               **kwargs)
 
 
 @register_model(paper=PAPER_V1, input_size=(3, 224, 224), num_classes=1000, params=2_434_768, macs=138_365_952,
                 paper_results={"imagenet/top1_err": 32.4, "imagenet/mflops": 137},
                 notes=_V1_NOTE.format(s=1, g=8))
 def shufflenet_v1_g8(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
-                     **kwargs: Any) -> ShuffleNetV1:
+                     dropout: float = 0.0, **kwargs: Any) -> ShuffleNetV1:
     """ShuffleNet v1 1x, g=8. Args as :func:`shufflenet_v1_g1`."""
-    return _v1(8, 1.0, num_classes, in_chans, small_input=small_input, **kwargs)
+    return _v1("shufflenet_v1_g8", 8, 1.0, num_classes, in_chans, small_input, dropout=dropout,
+               **kwargs)
 
 
 @register_model(paper=PAPER_V1, input_size=(3, 224, 224), num_classes=1000, params=718_324, macs=37_589_856,
                 paper_results={"imagenet/top1_err": 43.2, "imagenet/mflops": 38},
                 notes=_V1_NOTE.format(s=0.5, g=3))
 def shufflenet_v1_g3_x0_5(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
-                          **kwargs: Any) -> ShuffleNetV1:
+                          dropout: float = 0.0, **kwargs: Any) -> ShuffleNetV1:
     """ShuffleNet v1 0.5x, g=3 (Table 2). Args as :func:`shufflenet_v1_g1`."""
-    return _v1(3, 0.5, num_classes, in_chans, small_input=small_input, **kwargs)
+    return _v1("shufflenet_v1_g3_x0_5", 3, 0.5, num_classes, in_chans, small_input, dropout=dropout,
+               **kwargs)
 
 
 @register_model(paper=PAPER_V1, input_size=(3, 224, 224), num_classes=1000, params=306_124, macs=13_300_656,
                 paper_results={"imagenet/top1_err": 55.0, "imagenet/mflops": 13},
                 notes=_V1_NOTE.format(s=0.25, g=3))
 def shufflenet_v1_g3_x0_25(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
-                           **kwargs: Any) -> ShuffleNetV1:
+                           dropout: float = 0.0, **kwargs: Any) -> ShuffleNetV1:
     """ShuffleNet v1 0.25x, g=3 (Table 2). Args as :func:`shufflenet_v1_g1`."""
-    return _v1(3, 0.25, num_classes, in_chans, small_input=small_input, **kwargs)
+    return _v1("shufflenet_v1_g3_x0_25", 3, 0.25, num_classes, in_chans, small_input, dropout=dropout,
+               **kwargs)
 
 
 @register_model(paper=PAPER_V1, input_size=(3, 224, 224), num_classes=1000, params=3_442_168, macs=292_443_552,
                 paper_results={"imagenet/mflops": 292},
                 notes=_V1_NOTE.format(s=1.5, g=3))
 def shufflenet_v1_g3_x1_5(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
-                          **kwargs: Any) -> ShuffleNetV1:
+                          dropout: float = 0.0, **kwargs: Any) -> ShuffleNetV1:
     """ShuffleNet v1 1.5x, g=3. Args as :func:`shufflenet_v1_g1`."""
-    return _v1(3, 1.5, num_classes, in_chans, small_input=small_input, **kwargs)
+    return _v1("shufflenet_v1_g3_x1_5", 3, 1.5, num_classes, in_chans, small_input, dropout=dropout,
+               **kwargs)
 
 
 @register_model(paper=PAPER_V1, input_size=(3, 224, 224), num_classes=1000, params=5_450_776, macs=524_045_184,
                 paper_results={"imagenet/mflops": 524},
                 notes=_V1_NOTE.format(s=2, g=3))
 def shufflenet_v1_g3_x2_0(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
-                          **kwargs: Any) -> ShuffleNetV1:
+                          dropout: float = 0.0, **kwargs: Any) -> ShuffleNetV1:
     """ShuffleNet v1 2x, g=3. Args as :func:`shufflenet_v1_g1`."""
-    return _v1(3, 2.0, num_classes, in_chans, small_input=small_input, **kwargs)
+    return _v1("shufflenet_v1_g3_x2_0", 3, 2.0, num_classes, in_chans, small_input, dropout=dropout,
+               **kwargs)
 
 
-def _v2(scale: str, num_classes: int, in_chans: int, **kwargs: Any) -> ShuffleNetV2:
+def _v2(name: str, scale: str, num_classes: int, in_chans: int, small_input: bool,
+        **kwargs: Any) -> ShuffleNetV2:
+    check_small_input(name, small_input)
     stages, head = V2_CHANNELS[scale]
     return ShuffleNetV2(stage_channels=stages, head_channels=head, num_classes=num_classes,
-                        in_chans=in_chans, **kwargs)
+                        in_chans=in_chans, small_input=small_input, **kwargs)
 
 
 _V2_NOTE = "ShuffleNet v2 {s}x (Table 5); torchvision shufflenet_v2_x{t} architecture"
@@ -460,46 +502,51 @@ _V2_NOTE = "ShuffleNet v2 {s}x (Table 5); torchvision shufflenet_v2_x{t} archite
                 paper_results={"imagenet/top1_err": 39.7, "imagenet/mflops": 41},
                 notes=_V2_NOTE.format(s=0.5, t="0_5"))
 def shufflenet_v2_x0_5(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
-                       **kwargs: Any) -> ShuffleNetV2:
+                       dropout: float = 0.0, **kwargs: Any) -> ShuffleNetV2:
     """ShuffleNet v2 0.5x.
 
     Args:
         num_classes: classifier outputs.
         in_chans: input channels.
         small_input: stride-1 stem without max pool, for 28/32-px inputs.
+        dropout: dropout before the classifier (0: none, as in the paper).
         **kwargs: further :class:`ShuffleNetV2` options.
 
     Returns:
         The model.
     """
-    return _v2("0.5", num_classes, in_chans, small_input=small_input, **kwargs)
+    return _v2("shufflenet_v2_x0_5", "0.5", num_classes, in_chans, small_input, dropout=dropout,
+               **kwargs)
 
 
 @register_model(paper=PAPER_V2, input_size=(3, 224, 224), num_classes=1000, params=2_278_604, macs=144_907_992,
                 paper_results={"imagenet/top1_err": 30.6, "imagenet/mflops": 146},
                 notes=_V2_NOTE.format(s=1, t="1_0"))
 def shufflenet_v2_x1_0(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
-                       **kwargs: Any) -> ShuffleNetV2:
+                       dropout: float = 0.0, **kwargs: Any) -> ShuffleNetV2:
     """ShuffleNet v2 1x. Args as :func:`shufflenet_v2_x0_5`."""
-    return _v2("1.0", num_classes, in_chans, small_input=small_input, **kwargs)
+    return _v2("shufflenet_v2_x1_0", "1.0", num_classes, in_chans, small_input, dropout=dropout,
+               **kwargs)
 
 
 @register_model(paper=PAPER_V2, input_size=(3, 224, 224), num_classes=1000, params=3_503_624, macs=295_759_392,
                 paper_results={"imagenet/top1_err": 27.4, "imagenet/mflops": 299},
                 notes=_V2_NOTE.format(s=1.5, t="1_5"))
 def shufflenet_v2_x1_5(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
-                       **kwargs: Any) -> ShuffleNetV2:
+                       dropout: float = 0.0, **kwargs: Any) -> ShuffleNetV2:
     """ShuffleNet v2 1.5x. Args as :func:`shufflenet_v2_x0_5`."""
-    return _v2("1.5", num_classes, in_chans, small_input=small_input, **kwargs)
+    return _v2("shufflenet_v2_x1_5", "1.5", num_classes, in_chans, small_input, dropout=dropout,
+               **kwargs)
 
 
 @register_model(paper=PAPER_V2, input_size=(3, 224, 224), num_classes=1000, params=7_393_996, macs=583_253_464,
                 paper_results={"imagenet/top1_err": 25.1, "imagenet/mflops": 591},
                 notes=_V2_NOTE.format(s=2, t="2_0"))
 def shufflenet_v2_x2_0(*, num_classes: int = 1000, in_chans: int = 3, small_input: bool = False,
-                       **kwargs: Any) -> ShuffleNetV2:
+                       dropout: float = 0.0, **kwargs: Any) -> ShuffleNetV2:
     """ShuffleNet v2 2x. Args as :func:`shufflenet_v2_x0_5`."""
-    return _v2("2.0", num_classes, in_chans, small_input=small_input, **kwargs)
+    return _v2("shufflenet_v2_x2_0", "2.0", num_classes, in_chans, small_input, dropout=dropout,
+               **kwargs)
 
 
 for _s in ("0_5", "1_0", "1_5", "2_0"):

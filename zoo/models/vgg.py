@@ -56,6 +56,15 @@ Options:
   the three FC layers. The FC stack costs 123,642,856 parameters at 1,000 classes and
   224 px (fc6 alone has 25088x4096 = 102,760,448 weights); the GAP head costs
   513,000 (512x1000 + 1000), and it accepts any input size.
+* ``dropout``: the probability of the dropout after fc6 and fc7 (paper: 0.5), or of the
+  one before the GAP head's linear layer.
+
+Interface (:class:`zoo.layers.head.PooledClassifierNet`, shared with AlexNet):
+``forward_features`` returns the block-5 map, ``forward_head(x, pre_logits=True)`` the
+input of fc8 (``num_features`` = ``fc_width``, 4,096; 512 with the GAP head),
+``get_classifier()`` is fc8 and ``reset_classifier(k)`` replaces it. ``feature_info`` has
+one entry per reduction: the last ReLU (or LRN) of blocks 1-5 at 1, 2, 4, 8, 16 and the
+fifth max-pool at 32 (without it under ``small_input``).
 """
 
 from __future__ import annotations
@@ -63,12 +72,14 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-import torch
 import torch.nn as nn
 
 from zoo._registry import Paper, register_model
+from zoo.features import feature_info_from_taps
 from zoo.interop import register_torchvision
-from zoo.layers.norm import LocalResponseNorm
+from zoo.layers.head import PooledClassifierNet, fc_classifier, gap_classifier
+from zoo.layers.norm import ALEXNET_LRN, LocalResponseNorm
+from zoo.models._common import check_small_input, default_image_size
 from zoo.ops.shape import conv_output_size
 
 __all__ = ["VGG", "VGG_CFGS", "vgg11", "vgg11_lrn", "vgg13", "vgg16_1x1", "vgg16", "vgg19",
@@ -133,10 +144,6 @@ VGG_CFGS: dict[str, list[list[str]]] = {
     ],
 }
 
-# Section 3.3 of Krizhevsky et al. (2012), reused by A-LRN (Section 2.3 of the VGG paper).
-_LRN = {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}
-
-
 def _parse(token: str) -> tuple[int, int]:
     """``"conv3-256"`` -> ``(3, 256)``."""
     kind, width = token.split("-")
@@ -145,12 +152,13 @@ def _parse(token: str) -> tuple[int, int]:
     return int(kind[4:]), int(width)
 
 
-class VGG(nn.Module):
+class VGG(PooledClassifierNet):
     """A VGG network built from a Table-1 column.
 
     ``features`` holds conv/[BN]/ReLU/[LRN]/max-pool in order, ``avgpool`` pools to the
-    design grid, ``classifier`` is ``fc6, ReLU, Dropout, fc7, ReLU, Dropout, fc8``: the
-    module layout of torchvision's VGG, so its weights load unchanged.
+    design grid, ``classifier`` is ``fc6, ReLU, Dropout, fc7, ReLU, Dropout, fc8``
+    (:func:`zoo.layers.head.fc_classifier`): the module layout of torchvision's VGG, so its
+    weights load unchanged.
 
     Args:
         cfg: list of blocks, each a list of ``"convK-C"`` / ``"LRN"`` tokens.
@@ -174,11 +182,12 @@ class VGG(nn.Module):
         self.num_classes = num_classes
 
         layers: list[nn.Module] = []
-        c, n = in_chans, image_size
+        taps: list[tuple[str, int, int]] = []  # (module, channels, reduction), for feature_info
+        c, n, reduction = in_chans, image_size, 1
         for i, block in enumerate(cfg):
             for token in block:
                 if token == "LRN":
-                    layers.append(LocalResponseNorm(**_LRN))
+                    layers.append(LocalResponseNorm(**ALEXNET_LRN))
                     continue
                 k, width = _parse(token)
                 layers.append(nn.Conv2d(c, width, kernel_size=k, padding=k // 2))
@@ -186,12 +195,14 @@ class VGG(nn.Module):
                     layers.append(nn.BatchNorm2d(width))
                 layers.append(nn.ReLU(inplace=True))
                 c = width
+            taps.append((f"features.{len(layers) - 1}", c, reduction))
             if small_input and i == len(cfg) - 1:
                 continue  # no fifth pool for 28/32-px inputs
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-            n = conv_output_size(n, 2, 2)
+            n, reduction = conv_output_size(n, 2, 2), reduction * 2
+            taps.append((f"features.{len(layers) - 1}", c, reduction))
         self.features = nn.Sequential(*layers)
-        self.num_features = c
+        self.feature_info = feature_info_from_taps(taps)
         if n < 1:
             raise ValueError(f"image_size={image_size} is too small for this layout (feature map {n}); "
                              f"use small_input=True for 28/32-px images")
@@ -199,18 +210,12 @@ class VGG(nn.Module):
 
         if head == "fc":
             self.avgpool = nn.AdaptiveAvgPool2d((n, n))
-            self.classifier = nn.Sequential(
-                nn.Linear(c * n * n, fc_width),  # fc6
-                nn.ReLU(inplace=True),
-                nn.Dropout(dropout),
-                nn.Linear(fc_width, fc_width),  # fc7
-                nn.ReLU(inplace=True),
-                nn.Dropout(dropout),
-                nn.Linear(fc_width, num_classes),  # fc8
-            )
+            self.classifier = fc_classifier(c * n * n, num_classes, hidden=fc_width, dropout=dropout)
+            self.num_features = fc_width
         else:
             self.avgpool = nn.AdaptiveAvgPool2d(1)
-            self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(c, num_classes))
+            self.classifier = gap_classifier(c, num_classes, dropout)
+            self.num_features = c
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -225,19 +230,16 @@ class VGG(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Args: x ``(B, C, H, W)``. Returns: the block-5 feature map ``(B, 512, h, w)``."""
-        return self.features(x)
+    def _init_classifier(self, layer: nn.Linear) -> None:
+        """A new final layer: Glorot & Bengio (2010) uniform weights, zero bias, as :meth:`_init_weights`."""
+        nn.init.xavier_uniform_(layer.weight)
+        nn.init.zeros_(layer.bias)
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Args: x ``(B, 512, h, w)``. Returns: logits ``(B, num_classes)``."""
-        x = self.avgpool(x)  # (B, 512, n, n), or (B, 512, 1, 1) for the GAP head
-        x = torch.flatten(x, 1)
-        return self.classifier(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Args: x ``(B, C, H, W)``. Returns: logits ``(B, num_classes)``."""
-        return self.forward_head(self.forward_features(x))
+# The registered name of each (configuration, batch norm) pair, for messages.
+_NAMES = {("A", False): "vgg11", ("A-LRN", False): "vgg11_lrn", ("B", False): "vgg13", ("C", False): "vgg16_1x1",
+          ("D", False): "vgg16", ("E", False): "vgg19", ("A", True): "vgg11_bn", ("A-LRN", True): "vgg11_lrn_bn",
+          ("B", True): "vgg13_bn", ("C", True): "vgg16_1x1_bn", ("D", True): "vgg16_bn", ("E", True): "vgg19_bn"}
 
 
 def _vgg(config: str, batch_norm: bool, num_classes: int, in_chans: int, dropout: float,
@@ -258,10 +260,10 @@ def _vgg(config: str, batch_norm: bool, num_classes: int, in_chans: int, dropout
     Returns:
         The model.
     """
-    if image_size is None:
-        image_size = 32 if small_input else 224
+    check_small_input(_NAMES[config, batch_norm], small_input)
     return VGG(VGG_CFGS[config], num_classes=num_classes, in_chans=in_chans, batch_norm=batch_norm,
-               dropout=dropout, small_input=small_input, head=head, image_size=image_size, **kwargs)
+               dropout=dropout, small_input=small_input, head=head,
+               image_size=default_image_size(small_input, image_size, 224), **kwargs)
 
 
 # Table 3 of the paper (single test scale, ILSVRC-2012 val): training scale S=256 tested at

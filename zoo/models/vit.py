@@ -75,6 +75,15 @@ Deviations from the paper, all named:
 * ``small_input=True`` on ``vit_b_16``/``vit_b_32``/``vit_l_16`` replaces the
   patch size by 4 and the default image size by 32 (widths and depths kept),
   giving an 8x8 patch grid on 32-px images instead of 2x2 or 1x1.
+  ``vit_tiny_patch4`` and ``vit_small_patch4`` have a single layout, built for
+  28/32-px images: they take ``small_input=True`` (the default) only.
+
+Interface: ``forward_features`` returns the encoded tokens ``(B, P + N, D)``,
+``forward_head(x, pre_logits=True)`` the pooled ``(B, D)`` input of the head (the class
+token, or the token mean), ``num_features`` is ``D``, ``get_classifier()`` is ``head``
+and ``reset_classifier(k)`` attaches a new zero-initialised ``D x k`` head, as the paper
+does for fine-tuning (§3.2). ``dropout`` is the paper's (App. B.1); there is no dropout
+between the pooled token and the head.
 """
 
 from __future__ import annotations
@@ -90,6 +99,7 @@ from torch import Tensor
 from zoo._registry import Paper, register_model
 from zoo.interop import register_torchvision
 from zoo.layers.attention import Impl, Score
+from zoo.layers.head import new_classifier
 from zoo.layers.transformer import (
     Activation,
     LearnedPositionalEncoding,
@@ -97,6 +107,7 @@ from zoo.layers.transformer import (
     TransformerEncoder,
     resample_grid_positions,
 )
+from zoo.models._common import SMALL_IMAGE_SIZE, check_small_input, default_image_size, require_layout
 from zoo.ops.shape import conv_output_size
 
 __all__ = ["VisionTransformer", "PatchSizeError", "vit_b_16", "vit_b_32", "vit_l_16", "vit_tiny_patch4",
@@ -182,6 +193,8 @@ class VisionTransformer(nn.Module):
                                           attn_dropout=attn_dropout, activation=activation,
                                           norm_first=norm_first, norm_eps=norm_eps, score=score,
                                           impl=impl)  # final LN for pre-norm (eq. 4)
+        self.num_classes = num_classes
+        self.num_features = dim
         self.head = nn.Linear(dim, num_classes)
         self._init_weights()
 
@@ -277,10 +290,35 @@ class VisionTransformer(nn.Module):
         x = self.pos_drop(x + self.positions(grid))  # (B, P + N, D)
         return self.encoder(x)  # (B, P + N, D)
 
-    def forward_head(self, x: Tensor) -> Tensor:
-        """Tokens ``(B, P + N, D)`` -> logits ``(B, num_classes)``."""
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """Pools the tokens (class token, or mean) and applies the head.
+
+        Args:
+            x: tokens ``(B, P + N, D)``.
+            pre_logits: return the pooled ``(B, D)`` instead of the logits.
+
+        Returns:
+            Logits ``(B, num_classes)``, or the pooled features.
+        """
         y = x[:, 0] if self.pool == "cls" else x.mean(dim=1)  # (B, D)
-        return self.head(y)
+        return y if pre_logits else self.head(y)
+
+    def get_classifier(self) -> nn.Module:
+        """Returns the linear head."""
+        return self.head
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Attaches a new zero-initialised ``D x num_classes`` head (the paper's fine-tuning head, §3.2).
+
+        Args:
+            num_classes: new number of classes; 0 installs ``nn.Identity`` (``forward`` then
+                returns the pooled ``(B, D)``).
+        """
+        self.head = new_classifier(self, self.num_features, num_classes)
+        if isinstance(self.head, nn.Linear):
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+        self.num_classes = num_classes
 
     def forward(self, x: Tensor) -> Tensor:
         """Image ``(B, C, H, W)`` -> logits ``(B, num_classes)``.
@@ -336,8 +374,7 @@ def _vit(patch_size: int, dim: int, depth: int, num_heads: int, mlp_dim: int, *,
          default_size: int, **kwargs: Any) -> VisionTransformer:
     if small_input:
         patch_size = 4
-        default_size = 32
-    image_size = default_size if image_size is None else image_size
+    image_size = default_image_size(small_input, image_size, default_size)
     return VisionTransformer(image_size=image_size, patch_size=patch_size, dim=dim,
                              depth=depth, num_heads=num_heads, mlp_dim=mlp_dim, num_classes=num_classes,
                              in_chans=in_chans, dropout=dropout, attn_dropout=attn_dropout, **kwargs)
@@ -362,6 +399,7 @@ def vit_b_16(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.0
         small_input: 4-px patches and a 32-px default input (see the module docstring).
         **kwargs: further :class:`VisionTransformer` options (``pos_embed``, ``pool``, ...).
     """
+    check_small_input("vit_b_16", small_input)
     return _vit(16, 768, 12, 12, 3072, num_classes=num_classes, in_chans=in_chans, dropout=dropout,
                 attn_dropout=attn_dropout, image_size=image_size, small_input=small_input,
                 default_size=224, **kwargs)
@@ -372,6 +410,7 @@ def vit_b_16(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.0
 def vit_b_32(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.0, attn_dropout: float = 0.0,
              image_size: int | None = None, small_input: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT-B/32: patch 32, D 768, 12 layers, 12 heads, MLP 3072. Args as :func:`vit_b_16`."""
+    check_small_input("vit_b_32", small_input)
     return _vit(32, 768, 12, 12, 3072, num_classes=num_classes, in_chans=in_chans, dropout=dropout,
                 attn_dropout=attn_dropout, image_size=image_size, small_input=small_input,
                 default_size=224, **kwargs)
@@ -385,6 +424,7 @@ def vit_b_32(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.0
 def vit_l_16(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.0, attn_dropout: float = 0.0,
              image_size: int | None = None, small_input: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT-L/16: patch 16, D 1024, 24 layers, 16 heads, MLP 4096. Args as :func:`vit_b_16`."""
+    check_small_input("vit_l_16", small_input)
     return _vit(16, 1024, 24, 16, 4096, num_classes=num_classes, in_chans=in_chans, dropout=dropout,
                 attn_dropout=attn_dropout, image_size=image_size, small_input=small_input,
                 default_size=224, **kwargs)
@@ -392,7 +432,7 @@ def vit_l_16(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.0
 
 @register_model(paper=PAPER, input_size=(3, 32, 32), num_classes=10, params=142_026, macs=10_880_128,
                 notes="Small ViT for 28/32-px data: 4-px patches, D 64, 4 layers, 4 heads, MLP 128.")
-def vit_tiny_patch4(*, num_classes: int = 10, in_chans: int = 3, dropout: float = 0.0,
+def vit_tiny_patch4(*, num_classes: int = 10, in_chans: int = 3, small_input: bool = True, dropout: float = 0.0,
                     attn_dropout: float = 0.0, image_size: int | None = None, pos_embed: PosEmbed = "learned",
                     **kwargs: Any) -> VisionTransformer:
     """Small ViT: patch 4, D 64, 4 layers, 4 heads, MLP 128.
@@ -400,13 +440,18 @@ def vit_tiny_patch4(*, num_classes: int = 10, in_chans: int = 3, dropout: float 
     Args:
         num_classes: classes of the head.
         in_chans: image channels (1 for MNIST).
+        small_input: must be ``True``: the network is built for 28/32-px images only.
         dropout: dropout rate.
         attn_dropout: attention-weight dropout.
         image_size: input side the position table is built for (default 32; 28 for MNIST).
         pos_embed: ``"learned"`` or ``"sinusoidal"``.
         **kwargs: further :class:`VisionTransformer` options.
+
+    Raises:
+        ValueError: for ``small_input=False``.
     """
-    image_size = 32 if image_size is None else image_size
+    require_layout("vit_tiny_patch4", small_input, layout="4-px patches for 28/32-px images")
+    image_size = default_image_size(small_input, image_size, SMALL_IMAGE_SIZE)
     return VisionTransformer(image_size=image_size, patch_size=4, dim=64, depth=4, num_heads=4, mlp_dim=128,
                              num_classes=num_classes, in_chans=in_chans, dropout=dropout,
                              attn_dropout=attn_dropout, pos_embed=pos_embed, **kwargs)
@@ -414,11 +459,12 @@ def vit_tiny_patch4(*, num_classes: int = 10, in_chans: int = 3, dropout: float 
 
 @register_model(paper=PAPER, input_size=(3, 32, 32), num_classes=10, params=2_400_586, macs=166_925_184,
                 notes="Small ViT for 28/32-px data: 4-px patches, D 192, 8 layers, 6 heads, MLP 384.")
-def vit_small_patch4(*, num_classes: int = 10, in_chans: int = 3, dropout: float = 0.0,
-                     attn_dropout: float = 0.0, image_size: int | None = None, pos_embed: PosEmbed = "learned",
-                     **kwargs: Any) -> VisionTransformer:
+def vit_small_patch4(*, num_classes: int = 10, in_chans: int = 3, small_input: bool = True,
+                     dropout: float = 0.0, attn_dropout: float = 0.0, image_size: int | None = None,
+                     pos_embed: PosEmbed = "learned", **kwargs: Any) -> VisionTransformer:
     """Small ViT: patch 4, D 192, 8 layers, 6 heads, MLP 384. Args as :func:`vit_tiny_patch4`."""
-    image_size = 32 if image_size is None else image_size
+    require_layout("vit_small_patch4", small_input, layout="4-px patches for 28/32-px images")
+    image_size = default_image_size(small_input, image_size, SMALL_IMAGE_SIZE)
     return VisionTransformer(image_size=image_size, patch_size=4, dim=192, depth=8, num_heads=6, mlp_dim=384,
                              num_classes=num_classes, in_chans=in_chans, dropout=dropout,
                              attn_dropout=attn_dropout, pos_embed=pos_embed, **kwargs)

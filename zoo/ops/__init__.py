@@ -1,7 +1,7 @@
 """Reference operations and the output-size arithmetic shared by the whole zoo.
 
-* :mod:`zoo.ops.shape`: ``conv_output_size`` / ``conv_transpose_output_size`` and the
-  models' "input too small" checks.
+* :mod:`zoo.ops.shape`: ``conv_output_size`` / ``conv_transpose_output_size`` and
+  :class:`InputTooSmallError` (the hooks that raise it live in :mod:`zoo.diagnostics`).
 * :mod:`zoo.ops.im2col`: im2col and its adjoint col2im.
 * :mod:`zoo.ops.conv`: ``conv2d`` (im2col + matmul, hand-derived backward) and
   ``conv_transpose2d`` (conv2d's input gradient).
@@ -13,7 +13,6 @@ from zoo.ops.shape import (
     InputTooSmallError,
     conv_output_size,
     conv_transpose_output_size,
-    install_size_checks,
 )
 from zoo.ops.im2col import col2im, im2col
 from zoo.ops.conv import Conv2dFunction, ConvTranspose2dFunction, conv2d, conv_transpose2d
@@ -23,7 +22,6 @@ __all__ = [
     "InputTooSmallError",
     "conv_output_size",
     "conv_transpose_output_size",
-    "install_size_checks",
     "im2col",
     "col2im",
     "conv2d",

@@ -160,4 +160,7 @@ class RunMetadata(pl.Callback):
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
+        classes = getattr(trainer.datamodule, "classes", None)
+        if classes and isinstance(self.metadata.get("data"), dict):  # known once the data is set up
+            self.metadata["data"]["classes"] = [str(c) for c in classes]
         checkpoint["zoo"] = self.metadata

@@ -15,13 +15,14 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from zoo.trained import CheckpointError, load_checkpoint_file
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -34,10 +35,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TEMP_GLOB = ".*.tmp"
-
-
-class CheckpointError(RuntimeError):
-    """Raised for a checkpoint file that is missing, truncated, unsafe, foreign, or cannot be written."""
 
 
 def _umask() -> int:
@@ -127,46 +124,3 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if weights_only is False:
             raise CheckpointError(f"{path}: this project loads checkpoints with weights_only=True only")
         return load_checkpoint_file(path, map_location=map_location)
-
-
-def load_checkpoint_file(path: Any, map_location: Any = "cpu") -> dict[str, Any]:
-    """Loads a Lightning checkpoint, weights only, with a clear error for a missing or unreadable file.
-
-    Args:
-        path: the ``.ckpt`` file (a local path; a name such as ``http...`` is a file name, not a URL).
-        map_location: as for ``torch.load``.
-
-    Returns:
-        The checkpoint dictionary.
-
-    Raises:
-        CheckpointError: if the file is missing, unreadable, holds anything but tensors and plain
-            containers (it would need ``weights_only=False``, which could run code), or lacks ``state_dict``.
-    """
-    p = Path(os.fspath(path)).expanduser()
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint {p} does not exist; pass ckpt_path=<file> or ckpt_path=last")
-    try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as e:
-        text = str(e)
-        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        reason = (text.strip().splitlines() or [""])[0][:200]
-        if unsafe:
-            raise CheckpointError(
-                f"checkpoint {p} holds objects other than tensors and plain containers (it names "
-                f"{unsafe.group(1)}). It was not "
-                f"written by this project, and loading it fully could run code, so it is refused. Use a "
-                f"checkpoint written by this project's training (checkpoints/last.ckpt or best-*.ckpt)."
-            ) from e
-        detail = re.search(r"WeightsUnpickler error: (.+)", text.replace("\n\n", " "))
-        if detail:
-            reason = detail.group(1).split("Check the documentation")[0].strip()[:200]
-        raise CheckpointError(
-            f"checkpoint {p} ({p.stat().st_size} bytes) is unreadable ({type(e).__name__}: {reason}). "
-            f"It is truncated or not a checkpoint written by this project. Resume from another file in "
-            f"{p.parent} (best-*.ckpt or last.ckpt), or start afresh without ckpt_path."
-        ) from e
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"{p} is a readable file but not a Lightning checkpoint (no 'state_dict' key)")
-    return ckpt

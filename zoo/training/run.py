@@ -34,6 +34,7 @@ from zoo.training.checkpoint import (
 from zoo.training.config_check import ConfigError, validate_config
 from zoo.training.module import ClassificationModule, DivergenceError
 from zoo.training.records import RunFolder, config_changes
+from zoo.weights import save_weights
 
 __all__ = ["train", "resolve_ckpt_path", "check_input", "TrainingDiverged", "data_facts", "model_kwargs"]
 
@@ -104,19 +105,15 @@ def check_input(model: nn.Module, input_size: tuple[int, ...]) -> None:
         ConfigError: naming ``data.image_size`` when the model refuses the size for another reason
             (a ViT whose patch does not divide it).
     """
-    from zoo.ops.shape import InputTooSmallError
+    import zoo
 
-    was_training = model.training
-    model.eval()
     try:
-        model(torch.zeros(1, *input_size))
-    except InputTooSmallError:
+        zoo.check_input(model, input_size)  # eval mode, no_grad, hooks removed afterwards
+    except zoo.InputTooSmallError:
         raise
     except (ValueError, RuntimeError) as e:
         raise ConfigError([f"data.image_size={input_size[-1]}: the model refuses a {input_size[0]}x"
                            f"{input_size[1]}x{input_size[2]} input: {e}"]) from e
-    finally:
-        model.train(was_training)
 
 
 # ---------------------------------------------------------------------------- resume
@@ -316,7 +313,8 @@ def model_kwargs(model_cfg: DictConfig, facts: dict[str, Any], data_name: str) -
 
     ``num_classes`` and ``in_chans`` always come from the data; ``image_size`` and ``small_input``
     go to builders that take them, unless the model config sets them (``small_input`` is a layout
-    choice; ``image_size`` of a model is the side its head is sized for).
+    choice; ``image_size`` of a model is the side its head is sized for). A builder whose
+    ``small_input`` defaults to True has the small layout only, and keeps it.
 
     Raises:
         ConfigError: if the model config sets ``num_classes`` or ``in_chans`` to another value than the data's.
@@ -341,6 +339,8 @@ def model_kwargs(model_cfg: DictConfig, facts: dict[str, Any], data_name: str) -
         if key in params and kw.get(key) is None:
             if key == "image_size" and key in kw:
                 continue  # an explicit null: the model's own rule (e.g. 224, or 32 with small_input)
+            if key == "small_input" and params[key].default is True:
+                continue  # a network whose only layout is the small one (LeNet-5, the CIFAR ResNets) keeps it
             kw[key] = facts[key]
     return kw
 
@@ -494,7 +494,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     hydra_cfg, overrides = _hydra_record()
     segment = folder.begin_segment(_command(), ckpt_path, start_epoch or 0, start_step or 0, changes,
                                    cfg, hydra_cfg, overrides)
-    metadata = {"model": cfg.model.get("name"), "model_kwargs": {k: v for k, v in kwargs.items() if k != "_target_"},
+    metadata = {"model": cfg.model.get("name"),
+                "model_kwargs": {k: v for k, v in kwargs.items() if k not in ("_target_", "name")},
                 "data": {"name": data_name, **facts, "mean": list(getattr(datamodule, "mean", ()) or ()),
                          "std": list(getattr(datamodule, "std", ()) or ()),
                          "classes": list(getattr(datamodule, "classes", None) or [])},
@@ -572,4 +573,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                                f"was run. results.json records status 'diverged'.", results)
     trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=True)
     test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    # The tested weights (trainer.test loaded the best checkpoint into the module) as a plain weights file.
+    save_weights(module.model, folder.checkpoints / "model.safetensors", name=str(cfg.model.get("name")),
+                 kwargs=metadata["model_kwargs"], classes=[str(c) for c in getattr(datamodule, "classes", None) or []]
+                 or None,
+                 input_size=[facts["in_chans"], facts["image_size"], facts["image_size"]],
+                 mean=metadata["data"]["mean"] or None, std=metadata["data"]["std"] or None,
+                 metrics=test_metrics, source=f"{out_dir}: {_command()}")
     return record("completed", test_metrics, fit_metrics, best, "best" if test_ckpt else "last", train_seconds)
