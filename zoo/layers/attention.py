@@ -81,7 +81,7 @@ def masked_softmax(scores: Tensor, mask: Tensor | None = None) -> Tensor:
     return weights
 
 
-def attention_weights(q: Tensor, k: Tensor, mask: Tensor | None = None, *, is_causal: bool = False,
+def attention_weights(q: Tensor, k: Tensor, mask: Tensor | None = None, is_causal: bool = False,
                       scale: float | None = None) -> Tensor:
     """The attention distribution softmax(Q Kᵀ · scale) of the math path.
 
@@ -112,9 +112,9 @@ def _with_causal(mask: Tensor | None, nq: int, nk: int, device: torch.device) ->
     return mask.masked_fill(~keep, float("-inf"))
 
 
-def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, *,
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
                                  dropout_p: float = 0.0, is_causal: bool = False,
-                                 scale: float | None = None, impl: Impl = "fused") -> Tensor:
+                                 scale: float | None = None, impl: str = "fused") -> Tensor:
     """softmax(Q Kᵀ / √d_k) V, by the readable math path or PyTorch's fused kernel.
 
     Shapes (any leading batch/head dims ``...``, e.g. ``(B, H)``)::
@@ -143,11 +143,44 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
                                               is_causal=is_causal, scale=scale)
     if impl != "math":
-        raise ValueError(f"impl must be 'fused' or 'math', got {impl!r}")
+        if not torch.jit.is_scripting():
+            _fail_impl(impl)
+        raise ValueError("impl must be 'fused' or 'math'")
     weights = attention_weights(q, k, mask, is_causal=is_causal, scale=scale)  # (..., Nq, Nk)
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p)
     return weights @ v  # (..., Nq, d_v)
+
+
+def _fail_impl(impl: str) -> None:
+    """Raises the ValueError of :func:`scaled_dot_product_attention` for an unknown ``impl``."""
+    raise ValueError(f"impl must be 'fused' or 'math', got {impl!r}")
+
+
+def _merge_masks(key_padding_mask: Tensor | None, attn_mask: Tensor | None) -> Tensor | None:
+    """See :meth:`MultiHeadAttention._mask`."""
+    masks: list[Tensor] = []
+    if key_padding_mask is not None:
+        masks.append(key_padding_mask[:, None, None, :])  # (B, 1, 1, Nk)
+    if attn_mask is not None:
+        masks.append(attn_mask)  # (Nq, Nk) or (B, H, Nq, Nk)
+    if len(masks) == 0:
+        return None
+    dtype = torch.bool  # the first non-boolean mask's dtype, if any
+    for m in masks:
+        if dtype == torch.bool and m.dtype != torch.bool:
+            dtype = m.dtype
+    if dtype == torch.bool:
+        keep = ~masks[0]
+        for i in range(1, len(masks)):
+            keep = keep & ~masks[i]
+        return keep
+    total: Tensor | None = None
+    for m in masks:
+        if m.dtype == torch.bool:
+            m = torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill(m, float("-inf"))
+        total = m + 0.0 if total is None else total + m  # 0.0 + m + ...
+    return total
 
 
 class AdditiveAttention(nn.Module):
@@ -281,27 +314,9 @@ class MultiHeadAttention(nn.Module):
         Returns a boolean keep-mask (``True`` = may attend) when both masks are
         boolean, else a float mask to add to the logits.
         """
-        masks = []
-        if key_padding_mask is not None:
-            masks.append(key_padding_mask[:, None, None, :])  # (B, 1, 1, Nk)
-        if attn_mask is not None:
-            masks.append(attn_mask)  # (Nq, Nk) or (B, H, Nq, Nk)
-        if not masks:
-            return None
-        if all(m.dtype == torch.bool for m in masks):
-            keep = ~masks[0]
-            for m in masks[1:]:
-                keep = keep & ~m
-            return keep
-        dtype = next(m.dtype for m in masks if m.dtype != torch.bool)
-        total: Tensor | float = 0.0
-        for m in masks:
-            if m.dtype == torch.bool:
-                m = torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill(m, float("-inf"))
-            total = total + m
-        return total  # type: ignore[return-value]
+        return _merge_masks(key_padding_mask, attn_mask)
 
-    def forward(self, query: Tensor, key: Tensor | None = None, value: Tensor | None = None, *,
+    def forward(self, query: Tensor, key: Tensor | None = None, value: Tensor | None = None,
                 key_padding_mask: Tensor | None = None, attn_mask: Tensor | None = None,
                 is_causal: bool = False, need_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """Multi-head attention of ``query`` over ``key``/``value`` (self-attention when omitted).
@@ -321,15 +336,27 @@ class MultiHeadAttention(nn.Module):
             Output ``(B, Nq, D)``, and with ``need_weights`` the weights
             ``(B, H, Nq, Nk)`` per head.
         """
+        out, weights = self.attend(query, key, value, key_padding_mask, attn_mask, is_causal, need_weights)
+        if need_weights and weights is not None:
+            return out, weights
+        return out
+
+    def attend(self, query: Tensor, key: Tensor | None = None, value: Tensor | None = None,
+               key_padding_mask: Tensor | None = None, attn_mask: Tensor | None = None,
+               is_causal: bool = False, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """:meth:`forward` with one return type: ``(output, weights or None)``.
+
+        ``weights`` is ``None`` unless ``need_weights`` or the additive score computed them.
+        """
         key = query if key is None else key
         value = key if value is None else value
         q = self._split(self.q_proj(query))  # (B, H, Nq, d_h)
         k = self._split(self.k_proj(key))  # (B, H, Nk, d_h)
         v = self._split(self.v_proj(value))  # (B, H, Nk, d_h)
-        mask = self._mask(key_padding_mask, attn_mask)
+        mask = _merge_masks(key_padding_mask, attn_mask)
         p = self.dropout if self.training else 0.0
 
-        weights = None
+        weights: Tensor | None = None
         if self.additive is not None:
             if is_causal:
                 mask = _with_causal(mask, q.shape[-2], k.shape[-2], q.device)
@@ -342,7 +369,7 @@ class MultiHeadAttention(nn.Module):
         else:
             o = F.dropout(weights, p=p) @ v if p > 0.0 else weights @ v  # (B, H, Nq, d_h)
         out = self.out_proj(self._merge(o))  # (B, Nq, D)
-        return (out, weights) if need_weights else out
+        return out, weights
 
     @staticmethod
     def torch_state_dict_to_zoo(sd: dict[str, Tensor], prefix: str = "") -> dict[str, Tensor]:

@@ -290,6 +290,8 @@ class DilatedConv2d(nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
                          dilation=dilation, groups=groups, bias=bias)
 
+    __jit_unused_properties__ = ["receptive_field"]  # Python-side helper, left out of TorchScript
+
     @property
     def receptive_field(self) -> int:
         """Input pixels spanned by one output pixel along each axis: ``d (k - 1) + 1``."""
@@ -349,9 +351,8 @@ class _GatedConvNd(nn.Module):
     One convolution produces ``2 C_out`` channels: the first half is ``A = X*W + b``,
     the second ``B = X*V + c``; the output is ``A * sigmoid(B)`` (``F.glu``). Keeping
     both in one convolution is the same function as two separate ones and runs as one kernel.
+    Subclasses build ``self.conv`` (``nn.Conv1d`` / ``nn.Conv2d`` with ``2 C_out`` filters).
     """
-
-    conv: nn.Module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.glu(self.conv(self._pad(x)), dim=1)  # (B, 2C_out, *) -> (B, C_out, *)
@@ -450,7 +451,8 @@ class _ChannelLayerNorm(nn.LayerNorm):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+        y = F.layer_norm(x.movedim(1, -1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return y.movedim(-1, 1)  # nn.LayerNorm.forward on (B, *, C), back to (B, C, *)
 
 
 def _norm(kind: str | None, channels: int, dims: int) -> nn.Module:
@@ -470,14 +472,13 @@ class _GatedResidualBlock(nn.Module):
     residual blocks whose output is added to their input; here each gated
     convolution is preceded by an optional normalisation (pre-activation order,
     He et al. 2016, arXiv:1603.05027) and the block keeps channels and size.
+    Subclasses build ``self.layers`` (an ``nn.ModuleList`` of ``[norm, gated]`` pairs) and ``self.drop``.
     """
-
-    layers: nn.ModuleList
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x
-        for norm, gated in self.layers:  # type: ignore[misc]
-            h = gated(norm(h))
+        for pair in self.layers:
+            h = pair[1](pair[0](h))  # gated(norm(h))
         return x + self.drop(h)
 
 
@@ -504,6 +505,8 @@ class GatedResidualBlock1d(_GatedResidualBlock):
         )
         self.drop = nn.Dropout(dropout)
         self.kernel_size, self.dilation, self.num_layers = kernel_size, dilation, num_layers
+
+    __jit_unused_properties__ = ["receptive_field"]  # Python-side helper, left out of TorchScript
 
     @property
     def receptive_field(self) -> int:

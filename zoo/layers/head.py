@@ -124,12 +124,6 @@ class PooledClassifierNet(nn.Module):
     :meth:`_init_classifier` for the layer :meth:`reset_classifier` installs.
     """
 
-    features: nn.Module
-    avgpool: nn.Module
-    classifier: nn.Sequential
-    num_classes: int
-    num_features: int
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x ``(B, C, H, W)``. Returns: the last feature map ``(B, C', h, w)`` (before pooling)."""
         return self.features(x)
@@ -145,10 +139,11 @@ class PooledClassifierNet(nn.Module):
             Logits ``(B, num_classes)``, or the pre-logits features.
         """
         x = torch.flatten(self.avgpool(x), 1)  # (B, C' * n * n), or (B, C') for the GAP head
-        layers = list(self.classifier)
-        for layer in layers[:-1]:
-            x = layer(x)  # (B, num_features) after the hidden layers
-        return x if pre_logits else layers[-1](x)
+        last = len(self.classifier) - 1
+        for i, layer in enumerate(self.classifier):
+            if i < last or not pre_logits:
+                x = layer(x)  # (B, num_features) after the hidden layers, then the logits
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x ``(B, C, H, W)``. Returns: logits ``(B, num_classes)``."""
@@ -183,12 +178,6 @@ class GlobalPoolClassifierNet(nn.Module):
     pooled features). :meth:`_init_classifier` initialises the layer :meth:`reset_classifier`
     installs (by default PyTorch's initialisation is kept).
     """
-
-    pool: nn.Module
-    drop: nn.Module
-    fc: nn.Module
-    num_classes: int
-    num_features: int
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - defined by the families
         raise NotImplementedError

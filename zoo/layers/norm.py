@@ -62,7 +62,7 @@ def local_response_norm(x: torch.Tensor, size: int = 5, alpha: float = 1e-4, bet
     b, c = x.shape[0], x.shape[1]
     if c % groups:
         raise ValueError(f"LRN with groups={groups} needs channels divisible by it, got {c} channels")
-    per_group = x.reshape(b * groups, c // groups, *x.shape[2:])  # (B*g, C/g, ...): one group per row
+    per_group = x.reshape([b * groups, c // groups] + list(x.shape[2:]))  # (B*g, C/g, ...): one group per row
     out = F.local_response_norm(per_group, size, alpha=alpha * size, beta=beta, k=k)
     return out.reshape(x.shape)
 

@@ -48,6 +48,7 @@ __all__ = [
     "SinusoidalPositionalEncoding",
     "LearnedPositionalEncoding",
     "resample_grid_positions",
+    "resample_grid",
     "MLP",
     "EncoderBlock",
     "TransformerEncoder",
@@ -162,7 +163,13 @@ def resample_grid_positions(pe: Tensor, old_grid: Sequence[int], new_grid: Seque
         ``(1, P + h'·w', D)``; ``pe`` itself when the grids are equal.
     """
     (h, w), (h2, w2) = tuple(old_grid), tuple(new_grid)
-    if (h, w) == (h2, w2):
+    return resample_grid(pe, h, w, h2, w2, num_prefix, mode)
+
+
+def resample_grid(pe: Tensor, h: int, w: int, h2: int, w2: int, num_prefix: int = 1,
+                  mode: str = "bicubic") -> Tensor:
+    """:func:`resample_grid_positions` from grid ``(h, w)`` to ``(h2, w2)``, given as ints."""
+    if h == h2 and w == w2:
         return pe
     prefix, grid = pe[:, :num_prefix], pe[:, num_prefix:]
     if grid.shape[1] != h * w:
@@ -247,7 +254,10 @@ class EncoderBlock(nn.Module):
         self.drop2 = nn.Dropout(dropout)
 
     def _sa(self, x: Tensor, key_padding_mask: Tensor | None, attn_mask: Tensor | None) -> Tensor:
-        return self.drop1(self.attn(x, key_padding_mask=key_padding_mask, attn_mask=attn_mask))
+        out = self.attn(x, key_padding_mask=key_padding_mask, attn_mask=attn_mask)
+        if not isinstance(out, Tensor):  # (output, weights): not returned without need_weights
+            out = out[0]
+        return self.drop1(out)
 
     def forward(self, x: Tensor, key_padding_mask: Tensor | None = None,
                 attn_mask: Tensor | None = None) -> Tensor:

@@ -236,10 +236,17 @@ class GatedTCN(nn.Module):
         """``(B, C, H, W)`` image -> ``(B, hidden, H)`` per-step features (step ``t`` sees rows ``<= t``)."""
         seq = self.to_sequence(x)  # (B, C*W, H)
         if seq.shape[1] != self.in_features:
-            raise ValueError(f"GatedTCN was built for rows of {self.in_features} features (channels x width), "
-                             f"got an image {tuple(x.shape[1:])} with {seq.shape[1]}; build it with "
-                             f"image_size=(H, W) of your data")
+            if not torch.jit.is_scripting():
+                self._fail_row_features(x)
+            raise ValueError("GatedTCN was built for rows of another number of features (channels x width); "
+                             "build it with image_size=(H, W) of your data")
         return self.blocks(self.proj(seq))  # (B, hidden, H)
+
+    def _fail_row_features(self, x: torch.Tensor) -> None:
+        """Raises the ValueError of :meth:`forward_features` for an image ``x`` of the wrong width."""
+        raise ValueError(f"GatedTCN was built for rows of {self.in_features} features (channels x width), "
+                         f"got an image {tuple(x.shape[1:])} with {x.shape[1] * x.shape[3]}; build it with "
+                         f"image_size=(H, W) of your data")
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Reads the last step: LayerNorm and ``fc``.

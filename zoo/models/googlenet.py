@@ -429,7 +429,10 @@ class GoogLeNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x ``(B, C, H, W)``. Returns: the inception-5b map ``(B, 1024, h, w)``."""
-        return self._features(x, with_aux=False)[0]
+        x = self.stem(self._transform_input(x))  # (B, 192, 28, 28) at 224 px
+        for block in self.blocks.values():  # no auxiliary taps: the same path as forward_train's
+            x = block(x)
+        return x  # (B, 1024, 7, 7) at 224 px
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Global average pooling, dropout and ``fc``.

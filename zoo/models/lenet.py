@@ -117,7 +117,10 @@ Deviations of ``lenet5`` from the paper
 Both variants take ``conv_impl="native"`` (``torch.nn.functional``) or ``"reference"``
 (every convolution and pooling through ``zoo.ops.conv2d`` / ``zoo.ops.max_pool2d`` /
 ``zoo.ops.avg_pool2d``). The choice only switches the function a layer calls; the
-parameters, their names and the state dict are the same.
+parameters, their names and the state dict are the same. The reference ops (hand-written
+autograd Functions) run in eager mode only: a model built with ``conv_impl="reference"``
+still compiles with ``torch.jit.script``, but the compiled model raises when called;
+the default ``"native"`` build scripts and runs.
 """
 
 from __future__ import annotations
@@ -274,10 +277,16 @@ class Conv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, O, H', W')
         if self.conv_impl == "reference":
-            conv2d = _reference_op("conv2d")
-            return conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
-                          dilation=self.dilation, groups=self.groups)
-        return super().forward(x)
+            if not torch.jit.is_scripting():
+                return self._reference_forward(x)
+            raise RuntimeError("conv_impl='reference' runs in eager mode only")
+        return self._conv_forward(x, self.weight, self.bias)  # nn.Conv2d.forward
+
+    def _reference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``zoo.ops.conv2d`` (eager only: TorchScript cannot compile the reference ops)."""
+        conv2d = _reference_op("conv2d")
+        return conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
+                      dilation=self.dilation, groups=self.groups)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", conv_impl={self.conv_impl!r}"
@@ -298,8 +307,15 @@ class MaxPool2d(nn.MaxPool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H', W')
         if self.conv_impl == "reference":
-            return _reference_op("max_pool2d")(x, self.kernel_size, self.stride)
-        return super().forward(x)
+            if not torch.jit.is_scripting():
+                return self._reference_forward(x)
+            raise RuntimeError("conv_impl='reference' runs in eager mode only")
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                            ceil_mode=self.ceil_mode)  # nn.MaxPool2d.forward (no indices)
+
+    def _reference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``zoo.ops.max_pool2d`` (eager only: TorchScript cannot compile the reference ops)."""
+        return _reference_op("max_pool2d")(x, self.kernel_size, self.stride)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", conv_impl={self.conv_impl!r}"
@@ -339,11 +355,18 @@ class TrainableSubsampling(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H/k, W/k)
         k = self.kernel_size
         if self.conv_impl == "reference":
-            mean = _reference_op("avg_pool2d")(x, k, k)
+            if not torch.jit.is_scripting():
+                mean = self._reference_mean(x)
+            else:
+                raise RuntimeError("conv_impl='reference' runs in eager mode only")
         else:
             mean = F.avg_pool2d(x, k, k)
         block_sum = mean * (k * k)
         return block_sum * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+    def _reference_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """``zoo.ops.avg_pool2d`` (eager only: TorchScript cannot compile the reference ops)."""
+        return _reference_op("avg_pool2d")(x, self.kernel_size, self.kernel_size)
 
     def extra_repr(self) -> str:
         return f"{self.channels}, kernel_size={self.kernel_size}, conv_impl={self.conv_impl!r}"
@@ -400,7 +423,8 @@ class TableConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in, H, W) -> (B, out, H', W')
         x = x.index_select(1, self.gather_index)  # (B, sum of fan-ins, H, W)
-        outs, start = [], 0
+        outs: list[torch.Tensor] = []
+        start = 0
         for conv in self.groups.values():
             outs.append(conv(x[:, start:start + conv.in_channels]))
             start += conv.in_channels
@@ -561,6 +585,7 @@ class LeNet5(nn.Module):
             self.output: nn.Module = EuclideanRBF(rbf_prototypes(num_classes))
         else:
             self.output = nn.Linear(F6_UNITS, num_classes)
+        self.rbf_output = head == "rbf"  # the output layer is EuclideanRBF (logits: minus its penalties)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -620,6 +645,7 @@ class LeNet5(nn.Module):
             self.output = new_classifier(self, F6_UNITS, num_classes)
             if isinstance(self.output, nn.Linear):
                 self._init_layer(self.output)
+        self.rbf_output = isinstance(self.output, EuclideanRBF)
         self.num_classes = num_classes
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -640,22 +666,33 @@ class LeNet5(nn.Module):
         Raises:
             ValueError: if C5 is not 1x1, i.e. the input was not 32x32.
         """
-        if x.shape[-2:] != (1, 1):
-            h, w = x.shape[-2:]
-            raise ValueError(
-                f"LeNet-5's C5 must be 1x1 (its 5x5 kernel covers the whole 5x5 S4 map), but it is "
-                f"{h}x{w}: the input was not 32x32. Pad or resize the input to 32x32."
-            )
+        if x.shape[-2] != 1 or x.shape[-1] != 1:
+            if not torch.jit.is_scripting():
+                self._fail_c5_size(x)
+            raise ValueError("LeNet-5's C5 must be 1x1: the input was not 32x32. "
+                             "Pad or resize the input to 32x32.")
         x = torch.flatten(x, 1)  # (B, 120)
         x = self.dropout(self.act6(self.f6(x)))  # (B, 84)
         if pre_logits:
             return x
-        if isinstance(self.output, EuclideanRBF):
+        if torch.jit.is_scripting():
+            rbf = self.rbf_output  # fixed when the model is scripted
+        else:
+            rbf = isinstance(self.output, EuclideanRBF)
+        if rbf:
             return -self.output(x)  # (B, num_classes): minus the penalties y
         return self.output(x)  # (B, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, 32, 32) -> (B, num_classes)
         return self.forward_head(self.forward_features(x))
+
+    def _fail_c5_size(self, x: torch.Tensor) -> None:
+        """Raises the ValueError of :meth:`forward_head` for a C5 map ``x`` that is not 1x1."""
+        h, w = x.shape[-2:]
+        raise ValueError(
+            f"LeNet-5's C5 must be 1x1 (its 5x5 kernel covers the whole 5x5 S4 map), but it is "
+            f"{h}x{w}: the input was not 32x32. Pad or resize the input to 32x32."
+        )
 
 
 # ----------------------------------------------------------------------------- builders

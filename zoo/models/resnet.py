@@ -244,6 +244,8 @@ class BasicBlock(nn.Module):
         self.act = nn.ReLU(inplace=True)
         self.shortcut = _shortcut(shortcut, in_ch, out_ch, stride, norm)
 
+    __jit_unused_properties__ = ["last_norm"]  # Python-side helper, left out of TorchScript
+
     @property
     def last_norm(self) -> nn.Module:
         """The norm layer that ends the residual branch (zeroed by ``zero_init_residual``)."""
@@ -284,6 +286,8 @@ class Bottleneck(nn.Module):
         self.norm3 = _norm(norm, out_ch)
         self.act = nn.ReLU(inplace=True)
         self.shortcut = _shortcut(shortcut, in_ch, out_ch, stride, norm)
+
+    __jit_unused_properties__ = ["last_norm"]  # Python-side helper, left out of TorchScript
 
     @property
     def last_norm(self) -> nn.Module:

@@ -105,7 +105,7 @@ from zoo.layers.transformer import (
     LearnedPositionalEncoding,
     SinusoidalPositionalEncoding,
     TransformerEncoder,
-    resample_grid_positions,
+    resample_grid,
 )
 from zoo.models._common import SMALL_IMAGE_SIZE, check_small_input, default_image_size, require_layout
 from zoo.ops.shape import conv_output_size
@@ -257,8 +257,8 @@ class VisionTransformer(nn.Module):
 
     def positions(self, grid: tuple[int, int]) -> Tensor:
         """The position table for a patch grid, ``(1, P + h·w, D)`` (``P`` = 1 with a class token)."""
-        return resample_grid_positions(self.pos_embed.table, self.grid, grid, self.num_prefix,
-                                       mode=self.interpolation)
+        return resample_grid(self.pos_embed.table, self.grid[0], self.grid[1], grid[0], grid[1],
+                             self.num_prefix, self.interpolation)
 
     @torch.no_grad()
     def set_image_size(self, image_size: int | tuple[int, int]) -> None:
@@ -279,9 +279,15 @@ class VisionTransformer(nn.Module):
         """Image ``(B, C, H, W)`` -> encoded tokens ``(B, P + N, D)`` (final LayerNorm applied).
 
         Raises:
-            PatchSizeError: if ``H`` or ``W`` is not a multiple of the patch size.
+            PatchSizeError: if ``H`` or ``W`` is not a multiple of the patch size (under
+                ``torch.jit.script``, a shorter error with the same cause).
         """
-        self._check_input(x)
+        if torch.jit.is_scripting():
+            p, h, w = self.patch_size, x.shape[-2], x.shape[-1]
+            if h >= p and w >= p and (h % p != 0 or w % p != 0):
+                raise ValueError("input height and width must be multiples of the patch size")
+        else:
+            self._check_input(x)  # the detailed PatchSizeError
         x = self.patch_embed(x)  # (B, D, h, w)
         grid = (x.shape[-2], x.shape[-1])
         x = x.flatten(2).transpose(1, 2)  # (B, N, D), patches in row-major order
