@@ -8,11 +8,12 @@ ARGS   ?=
 # pytest workers: one per core by default.
 JOBS   ?= auto
 
-.PHONY: train test table results install install-dev report clean help
+.PHONY: train test test-export table results install install-dev report clean help
 
 help:
 	@echo "make train [ARGS='model=... data=...']  train (default: LeNet-5 on digits)"
 	@echo "make test                               run the test suite"
+	@echo "make test-export                        export every model with every exporter and check it"
 	@echo "make table [ARGS='--only lenet5*']      run the README table's presets over seeds 0,1,2 into results/runs"
 	@echo "make results                            regenerate the README results table from results/runs"
 	@echo "make clean                              remove .venv and run outputs"
@@ -42,7 +43,11 @@ train: $(VENV)/.installed-train
 	$(BIN)/python train.py $(ARGS)
 
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -n $(JOBS) --durations=15 $(ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) --durations=15 -m "not export_sweep" $(ARGS)
+
+# Every registered model through TorchScript, torch.export, ONNX (onnxruntime) and torch.compile.
+test-export: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -n $(JOBS) -m export_sweep tests/test_export.py $(ARGS)
 
 # The README results table: `make table` trains every CPU-trainable preset over seeds 0,1,2 (finished seeds
 # are skipped) into results/runs, which is kept in git without weights; `make results` regenerates the
