@@ -35,7 +35,6 @@ cases an exporter itself cannot handle; those are skipped with that reason.
 from __future__ import annotations
 
 import inspect
-import math
 import os
 import subprocess
 import sys
@@ -247,11 +246,10 @@ def _run_onnx(p: Prepared, tmp_path: Path) -> None:
     _needs_onnx()
     path = export_model(p.model, "onnx", tmp_path / f"{p.name}.onnx", p.x)
     try:
-        diff = check_export(path, "onnx", p.model, p.x)  # batch 2 and batch 3, through onnxruntime
+        check_export(path, "onnx", p.model, p.x)  # batch 2 and 3 through onnxruntime; raises if off
     finally:
         for f in tmp_path.iterdir():  # the big models' files are hundreds of MB
             f.unlink()
-    assert diff < math.inf
 
 
 def _run_compile(p: Prepared, tmp_path: Path) -> None:

@@ -263,9 +263,15 @@ def list_models(pattern: str | None = None) -> list[str]:
     return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
 
 
+def did_you_mean(name: object, names: Any, n: int = 5, cutoff: float = 0.6) -> str:
+    """``" Did you mean: a, b?"`` naming the entries of ``names`` close to ``name``, or ``""`` (for every
+    name registry of the project: models, datasets, augmentation recipes)."""
+    close = difflib.get_close_matches(str(name), list(names), n=n, cutoff=cutoff)
+    return f" Did you mean: {', '.join(close)}?" if close else ""
+
+
 def _unknown(name: str) -> UnknownModelError:
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.6)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    hint = did_you_mean(name, _REGISTRY)
     return UnknownModelError(
         f"unknown model {name!r}.{hint} Registered models: {', '.join(list_models())}. "
         f"Use zoo.list_models('pattern*') to search."

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from typing import Any, Callable, TypeVar
+
+from zoo._registry import did_you_mean
 
 __all__ = ["UnknownDataModuleError", "register_datamodule", "create_datamodule", "list_datamodules",
            "get_datamodule_class"]
@@ -51,8 +52,7 @@ def get_datamodule_class(name: str) -> type:
     """
     if name in _DATAMODULES:
         return _DATAMODULES[name]
-    close = difflib.get_close_matches(str(name), list(_DATAMODULES), n=3, cutoff=0.6)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    hint = did_you_mean(name, _DATAMODULES, n=3)
     raise UnknownDataModuleError(
         f"unknown dataset {name!r}.{hint} Available datasets: {', '.join(list_datamodules())}."
     )

@@ -65,13 +65,13 @@ Krizhevsky et al. 2012 and Simonyan & Zisserman 2014 evaluate).
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 from torchvision.transforms import v2
 
+from zoo._registry import did_you_mean
 from zoo.data.stats import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
 
 __all__ = [
@@ -242,8 +242,7 @@ def lookup_recipe(table: dict[str, RecipeBuilder], name: str, what: str) -> Reci
     """Returns ``table[name]``, or raises :class:`UnknownRecipeError` naming close matches and all names."""
     if name in table:
         return table[name]
-    close = difflib.get_close_matches(str(name), list(table), n=3, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    hint = did_you_mean(name, table, n=3, cutoff=0.5)
     raise UnknownRecipeError(f"unknown {what} {name!r}.{hint} Available: {', '.join(sorted(table))}.")
 
 
