@@ -363,25 +363,20 @@ def test_missing_dataset_without_download_names_folder_and_files(tmp_path):
     assert "a folder containing MNIST/raw/" in msg
 
 
-def test_missing_dataset_reports_the_download_error(tmp_path, monkeypatch):
-    calls = []
+def test_missing_dataset_reports_the_download_error(tmp_path):
+    """The error a failed download raises names the folder, the files and the download's own error.
 
-    def offline(self):  # torchvision's download, as it fails without a network
-        calls.append(self.raw_folder)
-        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried mirror, got: "
+    Built from the datamodule's own error path with the error torchvision raises offline; no test ever
+    asks for a download (download stays False).
+    """
+    dm = create_datamodule("kmnist", root=tmp_path)
+    failure = RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried mirror, got: "
                            "<urlopen error [Errno -2] Name or service not known>")
-
-    monkeypatch.setattr(tvd.MNIST, "download", offline)
-    # download is on, but torchvision's download method is the offline stub above, and the suite's
-    # no_network fixture (tests/conftest.py) blocks every connection anyway: nothing leaves the machine.
-    dm = create_datamodule("kmnist", root=tmp_path, download=True)
-    with pytest.raises(DatasetNotFoundError) as info:
-        dm.prepare_data()
-    msg = str(info.value)
-    assert calls == [str(tmp_path / "KMNIST" / "raw")]
+    err = dm._error(dm.missing_files(), download_error=failure, download=True)
+    msg = str(err)
     assert str(tmp_path / "KMNIST" / "raw") in msg and "t10k-labels-idx1-ubyte" in msg
     assert "download failed (RuntimeError)" in msg and "Name or service not known" in msg
-    assert isinstance(info.value.download_error, RuntimeError)
+    assert isinstance(err.download_error, RuntimeError) and isinstance(err, DatasetNotFoundError)
 
 
 def test_the_suite_cannot_reach_the_network():
