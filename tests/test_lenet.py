@@ -109,6 +109,85 @@ def test_c3_connectivity_follows_table_i():
     assert torch.equal(c3.connection_matrix(), expected.T)
 
 
+def _lenet5_1998(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """LeNet-5's forward written out plainly from the paper: every C3 map the sum of one 5x5
+    convolution per Table I connection, f(a) = 1.7159 tanh(2a/3), S layers as coefficient x
+    block sum + bias, and minus the RBF penalties. Reads the weights of ``m``."""
+    def f(a: torch.Tensor) -> torch.Tensor:
+        return 1.7159 * torch.tanh(2.0 / 3.0 * a)
+
+    def s(layer: TrainableSubsampling, a: torch.Tensor) -> torch.Tensor:
+        blocks = a.unfold(2, 2, 2).unfold(3, 2, 2).sum(dim=(-1, -2))
+        return blocks * layer.weight[None, :, None, None] + layer.bias[None, :, None, None]
+
+    feats = m.features
+    a = s(feats.s2, f(F.conv2d(x, feats.c1.weight, feats.c1.bias)))  # (B, 6, 14, 14), before f
+    a = f(a)
+    c3 = feats.c3
+    kernels = {}  # (map, input) -> (5, 5) weight, and map -> bias, from the per-fan-in groups
+    bias = {}
+    for conv in c3.groups.values():
+        fan_in = conv.in_channels // conv.out_channels
+        maps = [o for o, inputs in enumerate(c3.table) if len(inputs) == fan_in]
+        for j, o in enumerate(maps):
+            bias[o] = conv.bias[j]
+            for k, i in enumerate(c3.table[o]):
+                kernels[o, i] = conv.weight[j, k]
+    maps = []
+    for o, inputs in enumerate(c3.table):
+        acc = sum(F.conv2d(a[:, i:i + 1], kernels[o, i][None, None]) for i in inputs)
+        maps.append(acc + bias[o])
+    a = f(s(feats.s4, f(torch.cat(maps, dim=1))))  # (B, 16, 5, 5)
+    a = f(F.conv2d(a, feats.c5.weight, feats.c5.bias)).flatten(1)  # (B, 120)
+    a = f(F.linear(a, m.f6.weight, m.f6.bias))  # (B, 84)
+    return -(a[:, None, :] - m.output.prototypes[None]).pow(2).sum(-1)  # (B, 10)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-6), (torch.float32, 1e-5)])
+def test_lenet5_equals_the_plain_1998_network_outputs_and_gradients(dtype, tol):
+    """The fast layers (C3 as one per-input convolution, f through the sigmoid) compute the
+    1998 network: outputs and every gradient equal the plain per-connection, tanh forward.
+    float64 within 1e-6 absolute (the float summation order aside, they are the same sums);
+    float32, where rounding differs, within 1e-5 of the largest value or 1."""
+    torch.manual_seed(0)
+    m = lenet5().to(dtype)
+    x = torch.randn(8, 1, 32, 32, dtype=dtype, requires_grad=True)
+    target = torch.randint(0, 10, (8,))
+    outs, grads = [], []
+    for forward in (m, lambda v: _lenet5_1998(m, v)):
+        m.zero_grad()
+        x.grad = None
+        y = forward(x)
+        F.cross_entropy(y, target).backward()
+        outs.append(y.detach())
+        grads.append([x.grad.clone()] + [p.grad.clone() for p in m.parameters()])
+    names = ["input"] + [n for n, _ in m.named_parameters()]
+
+    def close(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
+        scale = 1.0 if dtype == torch.float64 else max(1.0, b.abs().max().item())
+        err = (a - b).abs().max().item()
+        assert err <= tol * scale, f"{what}: max difference {err:.3g} > {tol * scale:.3g}"
+
+    close(outs[0], outs[1], "logits")
+    for name, g, ref in zip(names, *grads):
+        assert ref.abs().max() > 0, name  # every gradient is exercised
+        close(g, ref, name)
+
+
+def test_c3_fast_path_equals_one_grouped_convolution_per_fan_in():
+    torch.manual_seed(0)
+    c3 = lenet5().features.c3.double()
+    assert c3.per_input  # Table I: every S2 map feeds 10 C3 maps
+    x = torch.randn(4, 6, 14, 14, dtype=torch.float64, requires_grad=True)
+    fast, grouped = c3(x), c3._grouped_forward(x)
+    torch.testing.assert_close(fast, grouped, rtol=0, atol=1e-12)
+    g_fast = torch.autograd.grad(fast.square().sum(), [x, *c3.parameters()])
+    g_grouped = torch.autograd.grad(grouped.square().sum(), [x, *c3.parameters()])
+    for a, b in zip(g_fast, g_grouped):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-9)
+    assert sum(p.numel() for p in c3.parameters()) == 1516  # the real connections only
+
+
 def test_trainable_subsampling_is_coefficient_times_block_sum_plus_bias():
     torch.manual_seed(0)
     s = TrainableSubsampling(3)

@@ -19,9 +19,13 @@ Variants
     * C3: 16 maps, 5x5, each seeing only the S2 maps listed in Table I
       (:data:`C3_TABLE`): maps 0-5 contiguous triples {i, i+1, i+2} (mod 6), maps 6-11
       contiguous quadruples, maps 12-14 the quadruples {0,1,3,4}, {1,2,4,5}, {0,2,3,5},
-      map 15 all six. The kernels really are 60 separate 5x5 kernels (1,516 parameters):
-      the S2 maps are gathered per C3 map and run through one grouped convolution per
-      fan-in (3, 4 and 6), never through a dense 16x6 weight with a mask.
+      map 15 all six. The kernels really are 60 separate 5x5 kernels (1,516 parameters),
+      stored as one grouped convolution per fan-in (3, 4 and 6), never a dense 16x6
+      weight with a mask. They run as one convolution over the 60 connections grouped by
+      S2 map (each S2 map feeds 10 C3 maps), whose outputs are added into their C3 maps;
+      the reference path runs the per-fan-in grouped convolutions.
+    * Squashing f(a) = 1.7159 tanh(2a/3), evaluated as 2A sigmoid(2Sa) - A, the same
+      function (PyTorch's CPU sigmoid is much faster than its tanh).
     * S4: as S2, on 16 maps. C5: 120 maps, 5x5 (1x1 output for a 32x32 input).
       F6: 84 units.
     * Output: one Euclidean RBF unit per class, y_i = sum_j (x_j - w_ij)^2, with fixed
@@ -413,6 +417,17 @@ class TableConv2d(nn.Module):
         self._reorder = order != list(range(len(table)))
         restore = [order.index(o) for o in range(len(table))]
         self.register_buffer("restore_index", torch.tensor(restore, dtype=torch.long), persistent=False)
+        # The per-input layout of the same connections: sorted by input map (stable), the
+        # connections form ``in_channels`` equal blocks when every input map feeds as many
+        # output maps (Table I: 10 each), and one convolution with ``groups=in_channels``
+        # computes every connection's 5x5 product once.
+        counts = [gather.count(i) for i in range(in_channels)]
+        self.per_input = conv_impl == "native" and len(set(counts)) == 1
+        by_input = sorted(range(len(gather)), key=lambda j: gather[j])  # connection order by input map
+        output_of = [o for o in order for _ in table[o]]  # output map of each connection, gather order
+        self.register_buffer("by_input_index", torch.tensor(by_input, dtype=torch.long), persistent=False)
+        self.register_buffer("by_input_output", torch.tensor([output_of[j] for j in by_input], dtype=torch.long),
+                             persistent=False)
 
     def connection_matrix(self) -> torch.Tensor:
         """Returns the ``(out, in)`` boolean matrix of which input map feeds which output map."""
@@ -422,6 +437,38 @@ class TableConv2d(nn.Module):
         return m
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in, H, W) -> (B, out, H', W')
+        if self.per_input:
+            return self._per_input_forward(x)
+        return self._grouped_forward(x)
+
+    def _per_input_forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in, H, W) -> (B, out, H', W')
+        """Every connection's convolution at once, then each output map's sum over its inputs.
+
+        The weights are the groups' own (``sum of fan-ins`` kernels, no zeros): gathered by
+        input map into ``(connections, 1, k, k)`` for one convolution with
+        ``groups=in_channels``, whose output channels are then added into their output
+        maps (``index_add``). On CPU this is about 6x faster than one grouped convolution
+        per fan-in over gathered inputs. The result equals :meth:`_grouped_forward` up to
+        float summation order.
+        """
+        weights: list[torch.Tensor] = []
+        biases: list[torch.Tensor] = []
+        for conv in self.groups.values():
+            weights.append(conv.weight.reshape(-1, 1, conv.weight.shape[-2], conv.weight.shape[-1]))
+            bias = conv.bias
+            assert bias is not None  # every group is built with a bias
+            biases.append(bias)
+        weight = torch.cat(weights).index_select(0, self.by_input_index)  # (connections, 1, k, k)
+        y = F.conv2d(x, weight, None, 1, 0, 1, self.in_channels)  # (B, connections, H', W'), by input map
+        out = y.new_zeros(y.shape[0], self.out_channels, y.shape[-2], y.shape[-1])
+        out = out.index_add(1, self.by_input_output, y)  # (B, out, H', W'): each map's sum over its inputs
+        bias = torch.cat(biases)  # by fan-in group
+        if self._reorder:
+            bias = bias.index_select(0, self.restore_index)
+        return out + bias.view(1, -1, 1, 1)
+
+    def _grouped_forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in, H, W) -> (B, out, H', W')
+        """One grouped convolution per fan-in over the gathered input maps (also the reference path)."""
         x = x.index_select(1, self.gather_index)  # (B, sum of fan-ins, H, W)
         outs: list[torch.Tensor] = []
         start = 0
@@ -446,8 +493,10 @@ class ScaledTanh(nn.Module):
         self.amplitude = amplitude
         self.slope = slope
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.amplitude * torch.tanh(self.slope * x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # any shape
+        # A tanh(S x) = 2A sigmoid(2S x) - A, the same function: PyTorch's CPU sigmoid is about
+        # 10x faster than its tanh (AVX-512, 2026), and this layer runs on every unit of LeNet-5.
+        return torch.sigmoid(x * (2.0 * self.slope)) * (2.0 * self.amplitude) - self.amplitude
 
     def extra_repr(self) -> str:
         return f"amplitude={self.amplitude}, slope={self.slope:.4f}"
