@@ -16,7 +16,12 @@ at ``image_size``:
   batch (``none``, ``flip``, ``pad_crop``, ``pad_crop_flip``), or image by
   image with the tensor recipe of :mod:`zoo.data.transforms` (never PIL);
 * validation and test sets are normalised once, at setup, into float tensors,
-  so evaluation is a plain tensor index.
+  so evaluation is a plain tensor index;
+* the tensors live on the training device (``device``; by default the
+  trainer's): on a GPU they are copied there once, at setup, and batches are
+  indexed and augmented there, with no ``DataLoader`` and no copy of images per
+  batch. The random choices are still drawn on the CPU from the same seeded
+  generators, so the batches are the same on every device.
 
 The validation split is carved from the training set by
 :func:`split_indices`, a permutation drawn from ``numpy.random.RandomState(
@@ -193,6 +198,9 @@ class TensorImageDataset(Dataset):
     tensor index through ``__getitems__``; ``batch_transform`` then augments
     the batch at once, else ``transform`` runs per image.
 
+    The tensors may live on any device (:meth:`to` moves them); a batch is
+    indexed and batch-transformed there.
+
     Args:
         images: ``(N, C, H, W)`` tensor (uint8, or float when pre-normalised).
         targets: ``(N,)`` int64 labels.
@@ -214,6 +222,24 @@ class TensorImageDataset(Dataset):
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    @property
+    def device(self) -> torch.device:
+        """The device the images and labels live on."""
+        return self.images.device
+
+    def to(self, device: torch.device | str) -> TensorImageDataset:
+        """Moves the images and labels to ``device`` (nothing is copied when they are there already).
+
+        Args:
+            device: the target device.
+
+        Returns:
+            This dataset.
+        """
+        self.images = self.images.to(device)
+        self.targets = self.targets.to(device)
+        return self
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.images[index]  # (C, H, W)
         if self.batch_transform is not None:
@@ -229,14 +255,16 @@ class TensorImageDataset(Dataset):
         """Returns the images and labels at ``idx``, transformed.
 
         Args:
-            idx: ``(B,)`` int64 indices.
-            generator: source of the batch's random choices; ``None`` draws from the global RNG.
-                A per-image ``transform`` draws from the global RNG, forked and seeded from
-                ``generator`` so that the global stream is left as it was.
+            idx: ``(B,)`` int64 indices, on any device (moved to the dataset's).
+            generator: source of the batch's random choices (a CPU generator); ``None`` draws from
+                the global RNG. A per-image ``transform`` draws from the global CPU RNG, forked and
+                seeded from ``generator`` so that the global stream is left as it was (accelerator
+                RNGs, which the model's dropout may draw from, are not touched).
 
         Returns:
-            ``(images (B, C, H, W), targets (B,))``.
+            ``(images (B, C, H, W), targets (B,))`` on the dataset's device.
         """
+        idx = _to(idx, self.images.device)
         x = self.images[idx]  # (B, C, H, W)
         if self.batch_transform is not None:
             x = self.batch_transform(x, generator=generator)
@@ -245,7 +273,7 @@ class TensorImageDataset(Dataset):
                 x = torch.stack([self.transform(img) for img in x])
             else:
                 with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(generator.initial_seed())
+                    torch.default_generator.manual_seed(generator.initial_seed())
                     x = torch.stack([self.transform(img) for img in x])
         return x, self.targets[idx]
 
@@ -264,6 +292,12 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``: itself when it is there; a copy to an accelerator does not wait (the host
+    tensor is staged at once), a copy to the host does."""
+    return t.to(device, non_blocking=device.type != "cpu")
+
+
 class InMemoryLoader:
     """Batches of a :class:`TensorImageDataset`, without ``DataLoader`` machinery, resumable exactly.
 
@@ -279,6 +313,12 @@ class InMemoryLoader:
     the training step, counted by :meth:`mark_consumed`; Lightning fetches one batch
     ahead, so the batches made are not the position) and the seed.
 
+    Batches are indexed and augmented where the dataset's tensors live: on an
+    accelerator when they were moved there (:meth:`TensorImageDataset.to`). The
+    random choices are drawn on the CPU all the same, from the same generators, and
+    only the epoch's order (once per epoch) and each batch's small draws are copied
+    to the device, so the batches are those of the CPU whatever the device.
+
     Args:
         dataset: the images and labels.
         batch_size: images per batch.
@@ -288,11 +328,15 @@ class InMemoryLoader:
             (the run seed after ``seed_everything``) when first iterated.
         epoch_fn: returns the current epoch (the trainer's), or ``None`` to count the
             loader's own passes.
+        device: where the batches are delivered; ``None``: where the dataset lives. A batch
+            made elsewhere (a per-image recipe, whose images stay on the host) is moved there.
     """
 
     def __init__(self, dataset: TensorImageDataset, batch_size: int, *, shuffle: bool, drop_last: bool = False,
-                 seed: int | None = None, epoch_fn: Callable[[], int | None] | None = None) -> None:
+                 seed: int | None = None, epoch_fn: Callable[[], int | None] | None = None,
+                 device: torch.device | str | None = None) -> None:
         self.dataset = dataset
+        self.device = torch.device(device) if device is not None else None
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
@@ -323,11 +367,21 @@ class InMemoryLoader:
         self._passes += 1
         self.epoch, self.position = epoch, start
         n, b = len(self.dataset), self.batch_size
-        order = torch.randperm(n, generator=_generator(batch_seed(self.seed, epoch, -1))) if self.shuffle else None
+        where = self.dataset.device
+        order = None
+        if self.shuffle:  # drawn on the CPU, copied to the dataset's device once per epoch
+            order = torch.randperm(n, generator=_generator(batch_seed(self.seed, epoch, -1)))  # (N,)
+            order = _to(order, where)
         for i in range(start, len(self)):
-            idx = order[i * b:(i + 1) * b] if order is not None else torch.arange(i * b, min(n, (i + 1) * b))
+            if order is not None:
+                idx = order[i * b:(i + 1) * b]  # (B,)
+            else:
+                idx = torch.arange(i * b, min(n, (i + 1) * b), device=where)
             gen = _generator(batch_seed(self.seed, epoch, i)) if self.shuffle else None
-            yield self.dataset.batch(idx, generator=gen)
+            x, y = self.dataset.batch(idx, generator=gen)
+            if self.device is not None:  # a no-op when the batch is there already
+                x, y = _to(x, self.device), _to(y, self.device)
+            yield x, y
 
     def mark_consumed(self) -> None:
         """Counts one batch that reached the training step (the resume position)."""
@@ -599,6 +653,14 @@ class InMemoryDataModule(ImageDataModule):
     size, targets ``(N,)`` int64. This class brings them to ``image_size``
     (:meth:`_to_size`), carves the validation split and builds the datasets.
 
+    Where the data lives (``device``): :meth:`setup` copies the training images
+    and labels and the normalised validation and test sets to the device once;
+    the loaders then index and augment batches there (:class:`InMemoryLoader`),
+    so Lightning's transfer to the device finds them in place and copies nothing.
+    The training images of a recipe without a batched version (per-image
+    recipes such as ``random_resized_crop``) stay on the host, where the recipe
+    runs, and each finished batch is copied to the device.
+
     Args:
         resize_mode: how images are brought to ``image_size`` when it differs
             from the native size: ``"pad"`` (zero-pad equally on all sides;
@@ -606,13 +668,28 @@ class InMemoryDataModule(ImageDataModule):
             adjusted exactly, see :func:`zoo.data.stats.padded_stats`) or
             ``"resize"`` (bilinear, antialiased; statistics kept as at the
             native size, an approximation).
+        device: where the tensors live and batches are made: ``None`` (the
+            device of the attached trainer, read at :meth:`setup`; the CPU
+            without a trainer), or a device such as ``"cpu"``, ``"cuda"``,
+            ``"cuda:1"``.
         **kwargs: see :class:`ImageDataModule`.
     """
 
-    def __init__(self, *args: Any, resize_mode: str = "pad", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, resize_mode: str = "pad", device: str | torch.device | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if resize_mode not in ("pad", "resize"):
             raise ValueError(f"resize_mode must be 'pad' or 'resize', got {resize_mode!r}")
+        if device is not None:
+            try:
+                torch.device(device)
+            except (RuntimeError, TypeError) as err:
+                raise ValueError(f"device must be null (the trainer's device) or a device such as 'cpu', "
+                                 f"'cuda' or 'cuda:0', got {device!r}") from err
+        #: the requested device (``None``: the trainer's); :attr:`data_device` is the one in use.
+        self.device = device
+        #: where the tensors live, set by :meth:`setup`.
+        self.data_device: torch.device = torch.device("cpu")
         native = self.NATIVE_SIZE
         if resize_mode == "pad" and native is not None and self.image_size < native:
             raise ValueError(
@@ -682,6 +759,48 @@ class InMemoryDataModule(ImageDataModule):
                 f"outside 0..{self.num_classes - 1}"
             )
 
+    def resolve_device(self) -> torch.device:
+        """The device the data should live on: ``device`` if given, else the attached trainer's
+        (``trainer.strategy.root_device``), else the CPU.
+
+        Raises:
+            RuntimeError: if a CUDA device is asked for and CUDA is not available.
+        """
+        trainer = getattr(self, "trainer", None)
+        if self.device is not None:
+            device = torch.device(self.device)
+        else:
+            device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise RuntimeError(f"{self.name}: data.device={str(device)!r}, but CUDA is not available; use "
+                                   "data.device=null (the trainer's device) or data.device=cpu")
+            if device.index is None:
+                device = torch.device("cuda", torch.cuda.current_device())
+        if self.device is not None and trainer is not None and trainer.strategy.root_device != device:
+            log.warning("%s: data.device=%s, but the model trains on %s: every batch is copied there",
+                        self.name, device, trainer.strategy.root_device)
+        return device
+
+    def _place(self, device: torch.device) -> None:
+        """Moves the datasets that are set up to ``device``; a dataset already there is not copied.
+
+        The training images of a recipe without a batched version stay on the host, where the recipe runs.
+        """
+        moved = 0
+        for split, ds in (("train", self.train_set), ("val", self.val_set), ("test", self.test_set)):
+            if not isinstance(ds, TensorImageDataset):
+                continue
+            target = device
+            if split == "train" and ds.batch_transform is None and ds.transform is not None:
+                target = torch.device("cpu")  # per-image recipe: runs on the host, batches are copied
+            if ds.device != target:
+                ds.to(target)
+                moved += ds.images.numel() * ds.images.element_size() + ds.targets.numel() * 8
+        if moved:
+            log.info("%s: %.1f MB of images and labels moved to %s", self.name, moved / 2**20, device)
+        self.data_device = device
+
     def _loader(self, dataset: Dataset | None, *, train: bool) -> InMemoryLoader:
         """An :class:`InMemoryLoader`: batches are one tensor index, so there are no workers."""
         if dataset is None:
@@ -692,11 +811,11 @@ class InMemoryDataModule(ImageDataModule):
             if self.loader_seed is None:
                 self.loader_seed = int(torch.initial_seed()) % 2**63
             self._train_loader = InMemoryLoader(dataset, self.batch_size, shuffle=True, drop_last=self.drop_last,
-                                                seed=self.loader_seed, epoch_fn=self._epoch)
+                                                seed=self.loader_seed, epoch_fn=self._epoch, device=self.data_device)
             if getattr(self, "_resume_state", None):
                 self._train_loader.load_state_dict(self._resume_state)
             return self._train_loader
-        return InMemoryLoader(dataset, self.eval_batch_size, shuffle=False)
+        return InMemoryLoader(dataset, self.eval_batch_size, shuffle=False, device=self.data_device)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Counts the training batches that reach the training step: the loader's resume position."""
@@ -707,7 +826,9 @@ class InMemoryDataModule(ImageDataModule):
         return batch
 
     def setup(self, stage: str | None = None) -> None:
-        """Loads the splits a stage needs (``fit``/``validate``: train + val; ``test``: test)."""
+        """Loads the splits a stage needs (``fit``/``validate``: train + val; ``test``: test) and moves them
+        to the device (:meth:`resolve_device`), once: a later call moves only what is not there yet."""
+        device = self.resolve_device()
         if stage in (None, "fit", "validate") and self.val_set is None:
             self._ensure_files()
             images, targets = self._load(train=True)
@@ -726,3 +847,4 @@ class InMemoryDataModule(ImageDataModule):
             self._check_loaded(images, targets)
             self.test_set = TensorImageDataset(self._normalised(self._to_size(images)), targets)
             log.info("%s: %d test images", self.name, len(targets))
+        self._place(device)

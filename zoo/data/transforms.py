@@ -54,7 +54,9 @@ In-memory datasets run ``none``, ``flip``, ``pad_crop`` and ``pad_crop_flip``
 on a whole batch at once (:data:`BATCHED_AUGMENTATIONS`,
 :class:`BatchPadCropFlip`): the same distribution as the per-sample recipe
 (each image gets its own crop offset and flip), without a Python call per
-image. The other recipes run per sample.
+image, on whatever device the batch is (the random choices are drawn on the
+CPU, so a seeded generator gives the same batch everywhere). The other
+recipes run per sample.
 
 Evaluation crops: ``center`` (fit, normalise) and ``ten_crop`` (shorter side
 to ``resize_size``, its central square, then the four corners and the centre
@@ -140,7 +142,8 @@ class Normalize:
 
     Plain tensor arithmetic (about 5x cheaper per small image than
     ``v2.ToDtype`` + ``v2.Normalize``), also used to pre-normalise whole
-    evaluation sets at once.
+    evaluation sets at once. Works on a tensor on any device: the statistics
+    are copied to a device once, on its first batch there, and kept.
     """
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
@@ -148,13 +151,27 @@ class Normalize:
         self.std = tuple(float(s) for s in std)
         self._mean = torch.tensor(self.mean).view(-1, 1, 1)  # (C, 1, 1)
         self._inv_std = 1.0 / torch.tensor(self.std).view(-1, 1, 1)
+        self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _stats_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``(mean, 1 / std)`` tensors ``(C, 1, 1)`` on ``device`` (copied there once)."""
+        if device.type == "cpu":
+            return self._mean, self._inv_std
+        stats = self._on_device.get(device)
+        if stats is None:
+            stats = self._on_device[device] = (self._mean.to(device), self._inv_std.to(device))
+        return stats
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
             x = x.to(torch.float32).div_(255.0)
         else:
             x = x.to(torch.float32, copy=True)
-        return x.sub_(self._mean).mul_(self._inv_std)
+        mean, inv_std = self._stats_on(x.device)
+        return x.sub_(mean).mul_(inv_std)
+
+    def __getstate__(self) -> dict[str, Any]:  # device copies stay behind (e.g. when sent to workers)
+        return {**self.__dict__, "_on_device": {}}
 
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean}, std={self.std})"
@@ -405,6 +422,11 @@ class BatchPadCropFlip:
     ``v2.RandomHorizontalFlip()`` + :class:`Normalize` applied to each image:
     every image draws its own offsets in ``[0, 2 * padding]`` and its own flip.
 
+    The random choices are drawn on the CPU (:meth:`draw`), always in the same
+    order (row offsets, column offsets, flips), whatever device the batch is on;
+    :meth:`apply` then runs the crop, flip and normalisation on the batch's
+    device. So a generator seeded alike gives the same batch on every device.
+
     Args:
         padding: zero padding on each side (0: no crop).
         flip: mirror each image with probability 0.5.
@@ -419,22 +441,65 @@ class BatchPadCropFlip:
         self.flip = bool(flip)
         self.normalize = Normalize(mean, std)
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Augments and normalises a uint8 batch ``(B, C, H, W)``; random draws come from ``generator``
-        (the global RNG when ``None``)."""
+    def draw(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draws the random choices of ``batch`` images on the CPU.
+
+        Args:
+            batch: number of images B.
+            generator: a CPU generator; ``None`` draws from the global (CPU) RNG.
+
+        Returns:
+            int64 ``(3, B)``: the crops' top-left row and column offsets in ``[0, 2 * padding]``
+            and the flips (1: mirror); rows a recipe does not use are zeros and draw nothing.
+        """
+        draws = torch.zeros(3, batch, dtype=torch.int64)  # (3, B): row offset, column offset, flip
+        p = self.padding
+        if p:
+            draws[0] = torch.randint(0, 2 * p + 1, (batch,), generator=generator, device="cpu")
+            draws[1] = torch.randint(0, 2 * p + 1, (batch,), generator=generator, device="cpu")
+        if self.flip:
+            draws[2] = torch.rand(batch, generator=generator, device="cpu") < 0.5
+        return draws
+
+    def crop_flip(self, x: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+        """Crops and flips a batch ``(B, C, H, W)`` as ``draws`` (from :meth:`draw`) say, without normalising.
+
+        Runs on ``x.device``; ``draws`` is moved there (one small copy when it is elsewhere).
+
+        Returns:
+            ``(B, C, H, W)`` of ``x``'s dtype, on ``x.device``.
+        """
         b, c, h, w = x.shape  # (B, C, H, W)
+        if draws.shape != (3, b):
+            raise ValueError(f"need draws of shape (3, {b}) for a batch of {b}, got {tuple(draws.shape)}")
+        draws = draws.to(x.device, non_blocking=x.device.type != "cpu")  # staged at once, no wait
         p = self.padding
         if p:
             wp = w + 2 * p
             xp = torch.nn.functional.pad(x, (p, p, p, p)).reshape(b, c, -1)  # (B, C, (H+2p)(W+2p)), zeros
-            oy = torch.randint(0, 2 * p + 1, (b, 1, 1), generator=generator)  # top-left corner of each crop
-            ox = torch.randint(0, 2 * p + 1, (b, 1, 1), generator=generator)
-            flat = (oy + torch.arange(h).view(1, h, 1)) * wp + ox + torch.arange(w).view(1, 1, w)  # (B, H, W)
+            oy = draws[0].view(b, 1, 1)  # top-left corner of each crop
+            ox = draws[1].view(b, 1, 1)
+            rows = torch.arange(h, device=x.device).view(1, h, 1)
+            cols = torch.arange(w, device=x.device).view(1, 1, w)
+            flat = (oy + rows) * wp + ox + cols  # (B, H, W)
             x = torch.gather(xp, 2, flat.view(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
         if self.flip:
-            mirror = (torch.rand(b, generator=generator) < 0.5)[:, None, None, None]
+            mirror = draws[2].bool().view(b, 1, 1, 1)
             x = torch.where(mirror, x.flip(-1), x)
-        return self.normalize(x)
+        return x
+
+    def apply(self, x: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+        """Crops, flips (:meth:`crop_flip`) and normalises a uint8 batch ``(B, C, H, W)`` as ``draws`` say.
+
+        Returns:
+            float32 ``(B, C, H, W)`` on ``x.device``.
+        """
+        return self.normalize(self.crop_flip(x, draws))
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Augments and normalises a uint8 batch ``(B, C, H, W)`` on its device; random draws come from
+        ``generator`` (a CPU generator; the global RNG when ``None``), as :meth:`draw` makes them."""
+        return self.apply(x, self.draw(x.shape[0], generator))
 
     def __repr__(self) -> str:
         return f"BatchPadCropFlip(padding={self.padding}, flip={self.flip}, {self.normalize!r})"

@@ -418,6 +418,9 @@ _PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true"
                32, 16, 64)
 _ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 _UNIT = _float(0.0, 1.0, lo_open=True)  # a fraction in (0, 1]
+_DEVICE = _Kind("one of 'cpu', 'cuda', 'cuda:N', 'mps'",
+                lambda v: isinstance(v, str) and re.fullmatch(r"cpu|mps|cuda(:\d+)?", v) is not None,
+                frozenset({"str"}))
 
 
 def _check_top(c: _Checker) -> None:
@@ -476,6 +479,8 @@ def _check_data(c: _Checker) -> None:
     for name in ("download", "pin_memory", "persistent_workers", "drop_last"):
         c.check(f"data.{name}", _bool(), False, required=name == "download")
     c.check("data.resize_mode", _choice("pad", "resize"), "pad", required=False)
+    c.check("data.device", _DEVICE, "cuda", required=False, null="the trainer's device",
+            note=lambda v: "write 'cuda'" if isinstance(v, str) and v.strip().lower() == "gpu" else None)
     c.check("data.root", _string(nonempty=False), "../shared/data", null="the default data folder")
 
 
