@@ -8,7 +8,7 @@ ARGS   ?=
 # pytest workers: one per core by default.
 JOBS   ?= auto
 
-.PHONY: train test test-export table results install install-dev report clean help
+.PHONY: train test test-export table results bench install install-dev report clean help
 
 help:
 	@echo "make train [ARGS='model=... data=...']  train (default: LeNet-5 on digits)"
@@ -16,6 +16,7 @@ help:
 	@echo "make test-export                        export every model with every exporter and check it"
 	@echo "make table [ARGS='--only lenet5*']      run the README table's presets over seeds 0,1,2 into results/runs"
 	@echo "make results                            regenerate the README results table from results/runs"
+	@echo "make bench [ARGS='--quick']             time the training loop, loaders and models into results/bench"
 	@echo "make clean                              remove .venv and run outputs"
 
 $(BIN)/python:
@@ -57,6 +58,12 @@ table: $(VENV)/.installed-train
 
 results: $(VENV)/.installed-report
 	$(BIN)/python -m zoo.report results/runs --out results/report --readme README.md
+
+# The benchmark (python -m zoo.bench): the training loop vs a plain loop, the loaders vs torchvision's, the
+# models vs their torchvision twins, fp32/bf16/channels_last, into results/bench/bench.{md,csv,json}.
+# ARGS='--quick' for a smoke run; ARGS='--sections tta' for the time-to-accuracy run.
+bench: $(VENV)/.installed-train
+	$(BIN)/python -m zoo.bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs multirun lightning_logs .pytest_cache
