@@ -430,6 +430,8 @@ def _check_top(c: _Checker) -> None:
     c.check("overwrite", _bool(), False, required=False)
     c.check("paper_result", _string(nonempty=False), None, null="the dataset's plain top-1 figure")
     c.check("task_name", _string(), "train")
+    c.check("channels_last", _bool(), True, required=False)
+    c.check("compile", _any_of(_bool(), _mapping()), True, required=False, null="no compile")
 
 
 def _check_loss(c: _Checker) -> None:

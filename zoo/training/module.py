@@ -59,6 +59,13 @@ class ClassificationModule(pl.LightningModule):
         num_classes: number of classes (top-5 accuracy is tracked when >= 10).
         label_smoothing: cross-entropy label smoothing.
         aux_weight: weight of the auxiliary losses (0 disables ``forward_train``).
+        channels_last: keep the weights and the 4-D batches in channels-last memory format
+            (NHWC). The mathematics is unchanged; convolutions may run faster.
+        compile: ``torch.compile`` the model for training and evaluation: ``False``, ``True``
+            (torch.compile's defaults) or a mapping of ``torch.compile`` keywords (e.g.
+            ``{"mode": "max-autotune"}``). The compiled callable is kept beside the model, not
+            as a submodule, so checkpoints hold the plain model's keys (no ``_orig_mod.``
+            prefix) and resume with or without compile.
     """
 
     def __init__(
@@ -69,10 +76,23 @@ class ClassificationModule(pl.LightningModule):
         num_classes: int = 10,
         label_smoothing: float = 0.0,
         aux_weight: float = 0.3,
+        channels_last: bool = False,
+        compile: bool | Mapping[str, Any] = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"])
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         self.model = model
+        self._run: Callable[..., Any] = model
+        self._run_train: Callable[..., Any] | None = getattr(model, "forward_train", None)
+        if compile:
+            options = dict(compile) if isinstance(compile, Mapping) else {}
+            # Not registered as a submodule (object.__setattr__): the state_dict stays the model's own.
+            object.__setattr__(self, "_run", torch.compile(model, **options))
+            if self._run_train is not None:
+                object.__setattr__(self, "_run_train", torch.compile(model.forward_train, **options))
         self.optimizer_factory = optimizer
         self.sched_cfg = dict(scheduler or {})
         self.num_classes = num_classes
@@ -103,38 +123,70 @@ class ClassificationModule(pl.LightningModule):
         """Returns logits; a 5-D batch ``(B, n_crops, C, H, W)`` gets crop-averaged logits."""
         if x.dim() == 5:
             b, n = x.shape[:2]
-            return self.model(x.flatten(0, 1)).view(b, n, -1).mean(1)  # (B, K)
-        return self.model(x)
+            return self._run(self._memory_format(x.flatten(0, 1))).view(b, n, -1).mean(1)  # (B, K)
+        return self._run(x)
+
+    def _memory_format(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in channels-last memory format when ``channels_last`` is set and ``x`` is 4-D."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     def _ce(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        if self.use_aux:
-            logits, aux = self.model.forward_train(x)
+        x = self._memory_format(x)
+        if self.use_aux and self._run_train is not None:
+            logits, aux = self._run_train(x)
             loss = self._ce(logits, y) + self.aux_weight * sum(self._ce(a, y) for a in aux)
         else:
-            logits = self.model(x)
+            logits = self._run(x)
             loss = self._ce(logits, y)
         self._step_loss = loss.detach()
-        self.train_loss(loss)
-        self.train_acc(logits, y)
-        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        # Metrics are only accumulated here (update, not forward: no per-batch value is computed)
+        # and logged once per epoch; the loss alone is logged every log_every_n_steps. Logging a
+        # metric object every step made Lightning move it to the device every step, which cost
+        # about as much as a LeNet-5 step.
+        self.train_loss.update(self._step_loss)
+        self.train_acc.update(logits.detach(), y)
+        if self._log_step_due():
+            self.log("train/loss_step", self._step_loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
+
+    def _log_step_due(self) -> bool:
+        """Whether this step's loss is logged: every ``trainer.log_every_n_steps`` steps."""
+        try:
+            every = max(int(self.trainer.log_every_n_steps or 1), 1)
+        except RuntimeError:  # used without a Trainer
+            return False
+        return (self.global_step + 1) % every == 0
+
+    def on_train_epoch_end(self) -> None:
+        """Logs the epoch's training loss and accuracy, then starts them afresh."""
+        if self.train_loss.update_count:
+            self.log("train/loss_epoch", self.train_loss.compute(), prog_bar=True)
+            self.log("train/acc", self.train_acc.compute(), prog_bar=True)
+        self.train_loss.reset()
+        self.train_acc.reset()
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
         x, y = batch
-        logits = self(x)
+        logits = self(self._memory_format(x))
         loss = F.cross_entropy(logits, y)
-        getattr(self, f"{stage}_loss")(loss)
-        getattr(self, f"{stage}_acc")(logits, y)
-        self.log(f"{stage}/loss", getattr(self, f"{stage}_loss"), on_epoch=True, prog_bar=True)
-        self.log(f"{stage}/acc", getattr(self, f"{stage}_acc"), on_epoch=True, prog_bar=True)
+        getattr(self, f"{stage}_loss").update(loss)
+        getattr(self, f"{stage}_acc").update(logits, y)
         if self.top5:
-            getattr(self, f"{stage}_acc5")(logits, y)
-            self.log(f"{stage}/acc5", getattr(self, f"{stage}_acc5"), on_epoch=True)
+            getattr(self, f"{stage}_acc5").update(logits, y)
+
+    def _log_eval(self, stage: str) -> None:
+        """Logs a validation or test epoch's loss and accuracies, then starts them afresh."""
+        metrics = [("loss", getattr(self, f"{stage}_loss")), ("acc", getattr(self, f"{stage}_acc"))]
+        if self.top5:
+            metrics.append(("acc5", getattr(self, f"{stage}_acc5")))
+        for name, metric in metrics:
+            if metric.update_count:
+                self.log(f"{stage}/{name}", metric.compute(), prog_bar=name != "acc5")
+            metric.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -174,16 +226,23 @@ class ClassificationModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:  # the sanity check must not count towards the best accuracy
+            for metric in (self.val_loss, self.val_acc, *([self.val_acc5] if self.top5 else [])):
+                metric.reset()
             return
         if self.check_finite and self.val_loss.update_count:
             val_loss = self.val_loss.compute()
             if not bool(torch.isfinite(val_loss)):
                 self._diverged("validation loss", "val/loss", float(val_loss))
-        self.val_acc_best(self.val_acc.compute())
+        if self.val_acc.update_count:
+            self.val_acc_best(self.val_acc.compute())
+        self._log_eval("val")
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test")
 
     def configure_optimizers(self) -> Any:
         """Builds the optimizer and the (optionally warmed-up) scheduler from their partials."""

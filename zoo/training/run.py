@@ -125,8 +125,16 @@ RESUME_IGNORED = (
     "data.eval_batch_size", "trainer.accelerator", "trainer.devices", "trainer.default_root_dir",
     "trainer.log_every_n_steps", "trainer.enable_progress_bar", "trainer.enable_model_summary",
     "trainer.limit_val_batches", "trainer.limit_test_batches", "trainer.num_sanity_val_steps",
-    "trainer.check_val_every_n_epoch", "trainer.deterministic", "trainer.min_epochs",
+    "trainer.check_val_every_n_epoch", "trainer.deterministic", "trainer.min_epochs", "data.device",
+    "channels_last", "compile",
 )
+
+
+def _compile_options(value: Any) -> bool | dict[str, Any]:
+    """The ``compile`` setting: ``False``/``None`` (off), ``True`` or a mapping of ``torch.compile`` keywords."""
+    if isinstance(value, DictConfig):
+        return dict(OmegaConf.to_container(value, resolve=True))  # type: ignore[arg-type]
+    return bool(value) if value is not None else False
 
 
 def _checkpoint_epoch(path: Path) -> tuple[int | None, int | None]:
@@ -483,6 +491,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         num_classes=facts["num_classes"],
         label_smoothing=float(cfg.loss.label_smoothing),
         aux_weight=float(cfg.loss.aux_weight),
+        channels_last=bool(cfg.get("channels_last") or False),
+        compile=_compile_options(cfg.get("compile")),
     )
     run_config = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(run_config, dict)

@@ -1,0 +1,126 @@
+"""The speed options of a run: channels_last, compile and bf16 mixed precision. None changes what is
+trained: each run completes, learns, and its checkpoints hold the plain model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from hydra_helpers import make_cfg
+from zoo.trained import load_checkpoint_file
+from zoo.training.module import ClassificationModule
+from zoo.training.run import train
+import zoo.training.run as run_module
+
+
+class _Spy(pl.Callback):
+    """Records the memory format and dtype of what the training step sees."""
+
+    def __init__(self) -> None:
+        self.batch_channels_last: list[bool] = []
+        self.weights_channels_last: list[bool] = []
+        self.logits_dtypes: list[torch.dtype] = []
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        convs = [m for m in pl_module.model.modules() if isinstance(m, torch.nn.Conv2d)]
+
+        def record(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            if module.training:
+                self.batch_channels_last.append(args[0].is_contiguous(memory_format=torch.channels_last))
+                self.weights_channels_last.append(all(c.weight.is_contiguous(memory_format=torch.channels_last)
+                                                      for c in convs))
+
+        self.handle = pl_module.model.register_forward_pre_hook(record)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.handle.remove()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=trainer.precision == "bf16-mixed"):
+            self.logits_dtypes.append(pl_module(batch[0][:2]).dtype)
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> _Spy:
+    s = _Spy()
+    original = run_module._callbacks
+    monkeypatch.setattr(run_module, "_callbacks", lambda cfg, metadata: [s] + original(cfg, metadata))
+    return s
+
+
+def _assert_plain_model_keys(run_dir) -> None:
+    """last.ckpt holds the model under the keys of a model built the usual way (no ``_orig_mod.``)."""
+    import zoo
+
+    sd = load_checkpoint_file(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
+    keys = {k[len("model."):] for k in sd if k.startswith("model.")}
+    assert keys == set(zoo.create_model("lenet5_modern", num_classes=10, in_chans=1).state_dict())
+    assert not any("_orig_mod" in k for k in sd)
+
+
+_FAST = ["trainer.max_epochs=2", "data.batch_size=64"]
+
+
+def test_channels_last_run_feeds_nhwc_batches_to_nhwc_weights(tmp_path, spy):
+    res = train(make_cfg(tmp_path, _FAST + ["channels_last=true"]))
+    assert res["status"] == "completed" and res["test/acc"] > 0.5
+    assert spy.batch_channels_last and all(spy.batch_channels_last)
+    assert all(spy.weights_channels_last)
+    # The weights file and the checkpoint are ordinary: they load into a model built the usual way.
+    _assert_plain_model_keys(tmp_path)
+
+
+def test_channels_last_gives_the_same_logits():
+    torch.manual_seed(0)
+    import zoo
+
+    model = zoo.create_model("resnet20", num_classes=10, in_chans=3)
+    x = torch.randn(4, 3, 32, 32)
+    ref = ClassificationModule(model, torch.optim.SGD).eval()(x)
+    fast = ClassificationModule(model, torch.optim.SGD, channels_last=True).eval()
+    x_cl = fast._memory_format(x)
+    assert x_cl.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(fast(x_cl), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_run_saves_plain_keys_and_resumes_with_or_without_compile(tmp_path):
+    first = tmp_path / "run"
+    # backend=eager: the compile wrapper and its checkpoints without inductor's C++ build time
+    res = train(make_cfg(first, ["trainer.max_epochs=1", "data.batch_size=64", "+compile={backend: eager}"]))
+    assert res["status"] == "completed"
+    _assert_plain_model_keys(first)
+    # Resume the compiled run without compile, then once more with it.
+    res2 = train(make_cfg(first, ["trainer.max_epochs=2", "data.batch_size=64", "ckpt_path=last"]))
+    assert res2["status"] == "completed" and res2["epochs"] == 2
+    res3 = train(make_cfg(first, ["trainer.max_epochs=3", "data.batch_size=64", "ckpt_path=last",
+                                  "+compile={backend: eager}"]))
+    assert res3["status"] == "completed" and res3["epochs"] == 3
+
+
+def test_compile_true_trains_through_inductor(tmp_path):
+    pytest.importorskip("torch._inductor")
+    res = train(make_cfg(tmp_path, ["trainer.max_epochs=1", "data.batch_size=64", "compile=true"]))
+    assert res["status"] == "completed" and res["test/acc"] > 0.3
+    _assert_plain_model_keys(tmp_path)
+
+
+def test_bf16_mixed_on_cpu_trains_in_bfloat16(tmp_path, spy):
+    res = train(make_cfg(tmp_path, _FAST + ["trainer.precision=bf16-mixed"]))
+    assert res["status"] == "completed" and res["test/acc"] > 0.5, res["test/acc"]
+    assert spy.logits_dtypes and all(d == torch.bfloat16 for d in spy.logits_dtypes)
+    # Weights stay float32 (mixed precision): the checkpoint holds float32 tensors.
+    sd = load_checkpoint_file(tmp_path / "checkpoints" / "last.ckpt")["state_dict"]
+    assert all(v.dtype == torch.float32 for v in sd.values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("override, key", [("channels_last=yes", "channels_last"), ("compile=3", "compile")])
+def test_speed_options_are_checked(tmp_path, override, key):
+    from zoo.training.config_check import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        train(make_cfg(tmp_path, [override]))
+    assert key in str(err.value)
