@@ -80,10 +80,11 @@ def test_loop_and_tta_sections(tmp_path: Path) -> None:
     md, rows, doc = _check_structure(out, LIGHTNING_SECTIONS, argv)
 
     loop = [r for r in rows if r["section"] == "loop"]
-    assert _variants(rows, "loop") == {"lenet5_modern digits b32": {"project", "plain", "plain_loader"}}
+    assert _variants(rows, "loop") == {
+        "lenet5_modern digits b32": {"project", "plain", "plain_loader", "lightning_bare"}}
     assert {r["metric"] for r in loop} == {"cpu_ms", "wall_ms"}
     assert {r["baseline"] for r in loop if r["ratio"]} == {"plain"}
-    assert {r["variant"] for r in loop if r["ratio"]} == {"project", "plain_loader"}
+    assert {r["variant"] for r in loop if r["ratio"]} == {"project", "plain_loader", "lightning_bare"}
     assert all(int(r["n"]) == 2 for r in loop)  # --quick: 2 rounds
 
     tta = {(r["name"], r["metric"]): r for r in rows if r["section"] == "tta"}

@@ -13,7 +13,9 @@ The plain side runs ``loss = F.cross_entropy(model(x), y); opt.zero_grad(); loss
 opt.step()`` over the same batches (made once by the datamodule's loader), with the same model
 (same keywords, same seed) and the same optimizer (``cfg.optim``). ``plain_loader`` is the same
 loop drawing its batches from the datamodule's loader, which separates the loader's share of the
-difference from the trainer's.
+difference from the trainer's. ``lightning_bare`` is a minimal ``LightningModule`` (the same loss and
+optimizer, nothing logged, no scheduler) under a ``Trainer`` with no callbacks, loggers or checkpoints,
+over the same batches: Lightning's own per-step cost, which the project's path cannot go below.
 """
 
 from __future__ import annotations
@@ -91,6 +93,35 @@ class StepTimer(pl.Callback):
                                f"(is the training set smaller than {warmup + steps} batches?)")
         (c0, w0), (c1, w1) = self.marks[warmup - 1], self.marks[warmup + steps - 1]
         return Sample((c1 - c0) / steps, (w1 - w0) / steps)
+
+
+class _BareModule(pl.LightningModule):
+    """The least a LightningModule can be: cross-entropy and the optimizer, nothing logged."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.optimizer_factory = optimizer
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return F.cross_entropy(self.model(x), y)
+
+    def configure_optimizers(self) -> Any:
+        return self.optimizer_factory(params=self.model.parameters())
+
+
+class _Batches:
+    """A fixed list of batches as one training loader (a plain list would be read as several loaders)."""
+
+    def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Any:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 def _speed_options(cfg: Any, run: Any, module_cls: type) -> dict[str, Any]:
@@ -184,8 +215,22 @@ def run_loop(options: BenchOptions, report: Report) -> None:
             assert start is not None
             return clock.since(start) / steps
 
+        def lightning_bare() -> Sample:
+            torch.manual_seed(seed)
+            module = _BareModule(hydra.utils.instantiate(kwargs), hydra.utils.instantiate(cfg.optim))
+            timer = StepTimer(clock)
+            trainer = pl.Trainer(max_epochs=1, accelerator=cfg.trainer.accelerator,
+                                 devices=cfg.trainer.get("devices", 1), logger=False, enable_checkpointing=False,
+                                 enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
+                                 default_root_dir=str(Path(tmp) / "bare"))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                trainer.fit(module, train_dataloaders=_Batches(batches))
+            return timer.per_step(warm, steps)
+
         samples = interleave({"project": project, "plain": lambda: plain_on(batches),
-                              "plain_loader": lambda: plain_on(datamodule.train_dataloader())},
+                              "plain_loader": lambda: plain_on(datamodule.train_dataloader()),
+                              "lightning_bare": lightning_bare},
                              options.repeats, options.warmup)
     report.add_timings("loop", name, samples, note=f"per step; {warm} warm-up + {steps} timed steps per sample")
     report.set_ratios("loop", "plain")
