@@ -368,6 +368,10 @@ class InMemoryLoader:
         self.epoch, self.position = epoch, start
         n, b = len(self.dataset), self.batch_size
         where = self.dataset.device
+        # A batch's generator is made only when its transform draws something (a crop, a flip, any
+        # per-image transform): the values are the same, and a recipe without augmentation skips it.
+        tf = self.dataset.batch_transform
+        random = bool(getattr(tf, "draws_random", True)) if tf is not None else self.dataset.transform is not None
         order = None
         if self.shuffle:  # drawn on the CPU, copied to the dataset's device once per epoch
             order = torch.randperm(n, generator=_generator(batch_seed(self.seed, epoch, -1)))  # (N,)
@@ -377,7 +381,7 @@ class InMemoryLoader:
                 idx = order[i * b:(i + 1) * b]  # (B,)
             else:
                 idx = torch.arange(i * b, min(n, (i + 1) * b), device=where)
-            gen = _generator(batch_seed(self.seed, epoch, i)) if self.shuffle else None
+            gen = _generator(batch_seed(self.seed, epoch, i)) if self.shuffle and random else None
             x, y = self.dataset.batch(idx, generator=gen)
             if self.device is not None:  # a no-op when the batch is there already
                 x, y = _to(x, self.device), _to(y, self.device)

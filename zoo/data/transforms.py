@@ -441,6 +441,11 @@ class BatchPadCropFlip:
         self.flip = bool(flip)
         self.normalize = Normalize(mean, std)
 
+    @property
+    def draws_random(self) -> bool:
+        """Whether :meth:`draw` draws anything (a crop or a flip); without either it is a normalisation."""
+        return self.padding > 0 or self.flip
+
     def draw(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draws the random choices of ``batch`` images on the CPU.
 
