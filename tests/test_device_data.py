@@ -109,6 +109,15 @@ def _epochs(dm, n: int = 2) -> list:
     return [batch for _ in range(n) for batch in loader]
 
 
+def _consume(loader: InMemoryLoader, n: int):
+    """Takes ``n`` batches of the loader's next epoch through the training step (as Lightning counts them);
+    returns the iterator, positioned after them."""
+    it = iter(loader)
+    for _ in range(n):
+        next(it)
+        loader.mark_consumed()
+    return it
+
 # --------------------------------------------------------------------------- the batch transform
 
 
@@ -198,10 +207,7 @@ def test_loader_state_dict_mid_epoch_gives_the_remaining_batches_bitwise():
     full = list(straight)  # epoch 1
     first = InMemoryLoader(_dataset(images, targets), 32, shuffle=True, seed=11, device="cpu")
     list(first)
-    it = iter(first)
-    for _ in range(4):
-        next(it)
-        first.mark_consumed()
+    it = _consume(first, 4)
     state = first.state_dict()
     assert state == {"epoch": 1, "position": 4, "seed": 11}
     resumed = InMemoryLoader(_dataset(images, targets), 32, shuffle=True, seed=None, device="cpu",
@@ -339,10 +345,7 @@ def test_datamodule_resume_mid_epoch_gives_the_remaining_batches_bitwise():
     run.setup("fit")
     loader = run.train_dataloader()
     list(loader)
-    it = iter(loader)
-    for _ in range(5):
-        next(it)
-        loader.mark_consumed()
+    it = _consume(loader, 5)
     state = run.state_dict()
     assert state["train_loader"] == {"epoch": 1, "position": 5, "seed": 1234}
 
