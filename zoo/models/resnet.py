@@ -254,7 +254,8 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act(self.norm1(self.conv1(x)))  # (B, width, H/s, W/s)
         out = self.norm2(self.conv2(out))  # (B, width, H/s, W/s)
-        return self.act(out + self.shortcut(x))
+        out += self.shortcut(x)  # in place, as torchvision: no extra (B, C, H, W) buffer per block
+        return self.act(out)
 
 
 class Bottleneck(nn.Module):
@@ -298,7 +299,8 @@ class Bottleneck(nn.Module):
         out = self.act(self.norm1(self.conv1(x)))  # (B, width, ., .)
         out = self.act(self.norm2(self.conv2(out)))  # (B, width, H/s, W/s)
         out = self.norm3(self.conv3(out))  # (B, 4*width, H/s, W/s)
-        return self.act(out + self.shortcut(x))
+        out += self.shortcut(x)  # in place, as torchvision (see BasicBlock.forward)
+        return self.act(out)
 
 
 _BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
