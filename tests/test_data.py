@@ -372,7 +372,7 @@ def test_missing_dataset_reports_the_download_error(tmp_path):
     dm = create_datamodule("kmnist", root=tmp_path)
     failure = RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried mirror, got: "
                            "<urlopen error [Errno -2] Name or service not known>")
-    err = dm._error(dm.missing_files(), download_error=failure, download=True)
+    err = dm._error(dm.missing_files(), download_error=failure)
     msg = str(err)
     assert str(tmp_path / "KMNIST" / "raw") in msg and "t10k-labels-idx1-ubyte" in msg
     assert "download failed (RuntimeError)" in msg and "Name or service not known" in msg

@@ -129,7 +129,7 @@ class TorchvisionDataModule(InMemoryDataModule):
             for train in (True, False):
                 self._open(train, download=True)
         except Exception as err:  # network, checksum or extraction failure
-            raise self._error(self.missing_files(), download_error=err, download=True) from err
+            raise self._error(self.missing_files(), download_error=err) from err
 
     def _load_split(self, train: bool) -> Any:
         try:
