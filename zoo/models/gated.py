@@ -179,8 +179,11 @@ class GatedCNN(GlobalPoolClassifierNet):
         return self.norm(self.stages(self.stem(x)))
 
 
-class GatedTCN(nn.Module):
+class GatedTCN(GlobalPoolClassifierNet):
     """Causal, dilated gated temporal convolutional network over the rows of an image.
+
+    Its head reads the last time step (LayerNorm, ``fc``) instead of pooling: it overrides
+    :meth:`forward_head` and shares ``forward``, ``get_classifier`` and ``reset_classifier``.
 
     Args:
         seq_len: number of time steps (image rows) the receptive field must cover.
@@ -261,24 +264,9 @@ class GatedTCN(nn.Module):
         x = self.norm(x[:, :, -1])  # (B, hidden): the only step that has seen every row
         return x if pre_logits else self.fc(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Args: x ``(B, C, H, W)``. Returns: logits ``(B, num_classes)``."""
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Module:
-        """Returns ``fc``."""
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replaces ``fc`` (He-normal weights, zero bias); 0 installs ``nn.Identity``.
-
-        Args:
-            num_classes: new number of classes; with 0, ``forward`` returns the normalised last step.
-        """
-        self.fc = new_classifier(self, self.num_features, num_classes)
-        if isinstance(self.fc, nn.Linear):
-            _init_layer(self.fc)
-        self.num_classes = num_classes
+    def _init_classifier(self, layer: nn.Linear) -> None:
+        """A new ``fc`` from :meth:`reset_classifier`: He-normal weights, zero bias (as at build time)."""
+        _init_layer(layer)
 
 
 @register_model(paper=PAPER, input_size=(1, 28, 28), num_classes=10, params=58_682, macs=4_629_056,
