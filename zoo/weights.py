@@ -20,13 +20,14 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn as nn
+
+from zoo._atomic import atomic_write
 
 __all__ = [
     "WeightsError",
@@ -86,21 +87,6 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def _atomic_bytes(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_weights(model: nn.Module, path: str | os.PathLike, *, name: str, kwargs: Mapping[str, Any] | None = None,
                  classes: Sequence[str] | None = None, input_size: Sequence[int] | None = None,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
@@ -122,20 +108,20 @@ def save_weights(model: nn.Module, path: str | os.PathLike, *, name: str, kwargs
     Returns:
         The path of the ``.safetensors`` file.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     if path.suffix != ".safetensors":
         raise WeightsError(f"save_weights: path={str(path)!r} must end in .safetensors, e.g. model.safetensors")
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    _atomic_bytes(path, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT, "model": name}))
+    atomic_write(path, lambda f: f.write(save(state, metadata={"format": FORMAT, "model": name})))
     meta = {"format": FORMAT, "model": name, "kwargs": dict(kwargs or {}),
             "classes": list(classes) if classes is not None else None,
             "input_size": list(input_size) if input_size is not None else None,
             "mean": list(mean) if mean is not None else None, "std": list(std) if std is not None else None,
             "metrics": dict(metrics or {}), "source": source, "sha256": sha256_file(path)}
     text = json.dumps(meta, indent=2, default=str) + "\n"
-    _atomic_bytes(sidecar_path(path), lambda tmp: Path(tmp).write_text(text))
+    atomic_write(sidecar_path(path), lambda f: f.write(text), "w")
     log.info("wrote %s (%s tensors) and %s", path, len(state), sidecar_path(path).name)
     return path
 

@@ -6,8 +6,9 @@
     dm.num_classes, dm.in_chans, dm.input_size, dm.mean, dm.std
 
 Registered datasets: ``digits`` (bundled; the default), ``mnist``,
-``fashion_mnist``, ``kmnist``, ``cifar10``, ``cifar100``, ``svhn`` and
-``imagefolder``. Configs: ``configs/data/<name>.yaml``. The data folder is
+``fashion_mnist``, ``kmnist``, ``cifar10``, ``cifar100``, ``svhn``,
+``cifar10_jpeg`` and ``imagefolder`` (``in_memory=True`` for trees of small
+images). Configs: ``configs/data/<name>.yaml``. The data folder is
 ``data.root``, which defaults to ``$ZOO_DATA`` or ``<project>/data``.
 """
 
@@ -46,6 +47,7 @@ from zoo.data.torchvision_sets import (
     SVHNDataModule,
 )
 from zoo.data.imagefolder import ImageFolderDataModule
+from zoo.data.image_tree import CIFAR10JPEGDataModule, InMemoryImageFolderDataModule
 
 __all__ = [
     "DatasetNotFoundError",
@@ -62,6 +64,8 @@ __all__ = [
     "CIFAR100DataModule",
     "SVHNDataModule",
     "ImageFolderDataModule",
+    "InMemoryImageFolderDataModule",
+    "CIFAR10JPEGDataModule",
     "create_datamodule",
     "list_datamodules",
     "get_datamodule_class",

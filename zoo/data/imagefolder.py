@@ -107,6 +107,9 @@ class ImageFolderDataModule(ImageDataModule):
         std: per-channel normalisation std (default ImageNet's).
         num_classes: expected class count; checked against the folder at setup.
         in_chans: 3 (RGB, default) or 1 (images decoded as grey).
+        in_memory: decode the whole tree once into a uint8 tensor cache and train from memory
+            (:class:`~zoo.data.image_tree.InMemoryImageFolderDataModule` is built instead; for
+            trees of small images).
         **kwargs: see :class:`~zoo.data.base.ImageDataModule`.
     """
 
@@ -116,6 +119,21 @@ class ImageFolderDataModule(ImageDataModule):
     NATIVE_SIZE = None
     STATS_KEY = "imagenet"
 
+    def __new__(cls, *args: Any, in_memory: bool = False, **kwargs: Any) -> Any:
+        # in_memory=True: the tree is decoded once into a uint8 tensor cache and trained from memory
+        # (zoo.data.image_tree.InMemoryImageFolderDataModule, built here with the same keywords).
+        if not isinstance(in_memory, bool):
+            raise ValueError(f"data.in_memory={in_memory!r}: true or false; e.g. data.in_memory=true")
+        if in_memory and cls is ImageFolderDataModule:
+            from zoo.data.image_tree import InMemoryImageFolderDataModule
+
+            for key in ("resize_size", "test_crop", "interpolation"):
+                if kwargs.pop(key, None) not in (None, "center", "bilinear"):
+                    raise ValueError(f"data.{key} applies to images streamed from disk; with data.in_memory=true "
+                                     f"every image is used whole at data.image_size: drop data.{key}")
+            return InMemoryImageFolderDataModule(*args, **kwargs)
+        return super().__new__(cls)
+
     def __init__(
         self,
         root: str | os.PathLike | None = None,
@@ -123,6 +141,7 @@ class ImageFolderDataModule(ImageDataModule):
         batch_size: int = 256,
         num_workers: int = 4,
         *,
+        in_memory: bool = False,
         image_size: int | None = 224,
         resize_size: int | None = None,
         train_dir: str = "train",

@@ -8,6 +8,8 @@ deviation of per-image means that some code bases quote for CIFAR).
 * MNIST: recomputed from the 60,000 training images (0.130660 / 0.308108).
 * Fashion-MNIST, KMNIST, CIFAR-10, CIFAR-100, SVHN: the widely published
   training-set figures (the same definition as above).
+* cifar10_jpeg (CIFAR-10 re-encoded as JPEG at quality 75): computed from its
+  50,000 training images (``tests/test_image_tree.py`` recomputes it when the tree is present).
 * ImageNet: the constants torchvision's pretrained models were trained with.
 * digits: computed here from the fixed 1,257-image training split of
   :class:`~zoo.data.DigitsDataModule` at 32x32 (``tests/test_data.py``
@@ -62,6 +64,8 @@ DATASET_STATS: dict[str, Stats] = {
     "fashion_mnist": ((0.2860,), (0.3530,)),
     "kmnist": ((0.1918,), (0.3483,)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    # CIFAR-10 as JPEG files (quality 75), over its 50,000 training images: this copy's own figures.
+    "cifar10_jpeg": ((0.491250, 0.482090, 0.446521), (0.245232, 0.242782, 0.260629)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "svhn": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
     "imagenet": (IMAGENET_MEAN, IMAGENET_STD),

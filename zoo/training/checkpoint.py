@@ -15,13 +15,13 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from zoo._atomic import TEMP_GLOB, atomic_write
 from zoo.trained import CheckpointError, load_checkpoint_file
 
 __all__ = [
@@ -34,42 +34,18 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TEMP_GLOB = ".*.tmp"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
 
 def _atomic_replace(path: Path, write: Callable[[Any], None], mode: str) -> None:
-    """Writes through ``write(f)`` into a temporary file beside ``path``, then renames it over ``path``.
-
-    The rename is atomic on POSIX file systems, so a crash leaves either the old
-    file or the new one, never a partial file. The file gets ``0o666`` less the umask.
+    """Writes through ``write(f)`` atomically (:func:`zoo._atomic.atomic_write`).
 
     Raises:
         CheckpointError: if the file cannot be written (a full disk, no permission); the
             previous file at ``path`` is left as it was.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic_write(path, write, mode)
     except OSError as e:
         raise _write_error(path, e) from e
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise _write_error(path, e) from e
-        raise
 
 
 def _write_error(path: Path, e: OSError) -> CheckpointError:
