@@ -193,6 +193,71 @@ def write_imagefolder(root: Path, classes: tuple[str, ...] = ("cat", "dog", "fis
     return root
 
 
+def write_jpeg_tree(root: Path, classes: tuple[str, ...] = ("airplane", "automobile", "bird"), n: int = 6,
+                    size: int = 32, quality: int = 75, seed: int = 0) -> Path:
+    """Writes ``root/<class>/NNNN.jpg``: ``n`` JPEG images of ``size x size`` per class (class squares)."""
+    from torchvision.io import encode_jpeg
+
+    for c, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        images = class_images(np.full(n, c), size, 3, seed=seed + 31 * c)  # (n, H, W, 3)
+        for i, img in enumerate(images):
+            data = encode_jpeg(torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), quality=quality)
+            (folder / f"{i:04d}.jpg").write_bytes(data.numpy().tobytes())
+    return root
+
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def find_real_cifar10_jpeg() -> Path | None:
+    """The data root holding the JPEG copy of CIFAR-10 (``cifar10-jpeg/{train,test}/<class>``), if present."""
+    for cand in (os.environ.get("ZOO_DATA"), PROJECT_ROOT.parent / "shared" / "data"):
+        tree = Path(cand) / "cifar10-jpeg" if cand else None
+        if tree is not None and all((tree / split / c).is_dir() for split in ("train", "test") for c in CIFAR10_CLASSES):
+            return Path(cand)
+    return None
+
+
+@pytest.fixture(scope="session")
+def cifar10_jpeg_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Data root with a small ``cifar10-jpeg/{train,test}/<class>/NNNN.jpg`` tree: the first 100 training and
+    20 test images of every class copied from the real JPEG copy of CIFAR-10 when it is on this machine,
+    else generated JPEG images of the same layout."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("cifar10_jpeg")
+    real = find_real_cifar10_jpeg()
+    for split, n in (("train", 100), ("test", 20)):
+        if real is None:
+            write_jpeg_tree(root / "cifar10-jpeg" / split, CIFAR10_CLASSES, n, seed=0 if split == "train" else 7)
+            continue
+        for c in CIFAR10_CLASSES:
+            src, dst = real / "cifar10-jpeg" / split / c, root / "cifar10-jpeg" / split / c
+            dst.mkdir(parents=True)
+            for f in sorted(src.iterdir())[:n]:
+                shutil.copyfile(f, dst / f.name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def real_cifar10_jpeg_root() -> Path:
+    """Data root of the whole JPEG copy of CIFAR-10 (skips the test when it is not on this machine)."""
+    root = find_real_cifar10_jpeg()
+    if root is None:
+        pytest.skip("the JPEG copy of CIFAR-10 not found in $ZOO_DATA or ../shared/data (cifar10-jpeg/)")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def zoo_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Decoded-image caches go to a folder of this test session ($ZOO_CACHE), never to ~/.cache/zoo."""
+    folder = tmp_path_factory.getbasetemp() / "zoo-cache"
+    monkeypatch.setenv("ZOO_CACHE", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Data root with a small MNIST in the real IDX layout (``MNIST/raw/*-ubyte``)."""
