@@ -1,16 +1,19 @@
 """Runs the README results table: every CPU-trainable experiment preset over several seeds.
 
-A preset is CPU-trainable when its data is one of the small sets (digits, MNIST and its drop-ins); the
-others (CIFAR, ImageNet) are listed under the table by ``python -m zoo.report`` with the command to run
-them. Each preset becomes one Hydra multirun::
+A preset is CPU-trainable when its data is one of ``zoo.report.CPU_DATASETS``: the small sets (digits,
+MNIST and its drop-ins, minutes a seed) and ``cifar10-jpeg`` (15 to 45 minutes a seed); the others
+(CIFAR-10, ImageNet) are listed under the table by ``python -m zoo.report`` with the command to run them.
+Each (preset, seed) is one run::
 
-    python train.py -m experiment=<name> seed=0,1,2 hydra.sweep.dir=results/runs/<name> hydra.sweep.subdir=seed${seed}
+    python train.py experiment=<name> seed=<N> hydra.run.dir=results/runs/<name>/seed<N>
 
 so every run keeps its ``results.json``, metrics and resolved config under ``results/runs/<name>/seed<N>``
-(checkpoints are not kept in git). Seeds that already have a ``results.json`` are skipped, and a seed
-whose run was interrupted (a ``last.ckpt`` but no ``results.json``) is resumed in its folder with
-``ckpt_path=last``, so an interrupted table goes on where it stopped, exactly. ``make results`` then
-regenerates the README table.
+(checkpoints are not kept in git). The table fills breadth-first: seed 0 of every preset, then seed 1 of
+every preset, and so on, so a table made over several sittings has one seed of each row before a second of
+any. Seeds that already have a ``results.json`` are skipped, and a seed whose run was interrupted (a
+``last.ckpt`` but no ``results.json``) is resumed in its folder with ``ckpt_path=last``, in its place in
+that order, so an interrupted table goes on where it stopped, exactly. ``make results`` then regenerates
+the README table.
 
 Usage::
 
@@ -45,40 +48,38 @@ def missing_seeds(out_dir: Path, seeds: Sequence[int]) -> list[int]:
 
 def table_commands(configs_dir: Path, out_root: Path, seeds: Sequence[int], only: str = "*",
                    data_root: str | None = None) -> list[list[str]]:
-    """Returns one ``train.py`` multirun command per CPU preset matching ``only`` that lacks a seed.
+    """Returns one ``train.py`` command per (CPU preset matching ``only``, seed) without a finished run,
+    seed by seed: every preset's first seed before any preset's second.
 
     Args:
         configs_dir: the configs folder holding ``experiment/``.
         out_root: the folder of the table's runs (``<out_root>/<preset>/seed<N>``).
-        seeds: the seeds every preset is run with.
+        seeds: the seeds every preset is run with, in the order they are filled.
         only: fnmatch pattern on preset names.
         data_root: ``data.root`` for presets whose data is read from disk (not digits); ``None`` leaves
             the config's default (``ZOO_DATA`` or ``<project>/data``).
 
     Returns:
-        The commands: one ``python train.py ... ckpt_path=last`` per interrupted seed, then one
-        ``python train.py -m`` multirun per preset for the seeds not started.
+        The commands: ``python train.py experiment=<name> ... seed=<N> hydra.run.dir=<out_root>/<name>/seed<N>``,
+        with ``ckpt_path=last`` for a seed that was interrupted (a ``last.ckpt``, no ``results.json``).
     """
+    presets = [p for p in read_presets(configs_dir)
+               if p["dataset"] in CPU_DATASETS and fnmatch.fnmatch(p["experiment"], only)]
+    todo = {p["experiment"]: missing_seeds(out_root / p["experiment"], seeds) for p in presets}
+    for name, missing in todo.items():
+        if not missing:
+            log.info("%s: seeds %s done", name, ",".join(map(str, seeds)))
     commands = []
-    for preset in read_presets(configs_dir):
-        if preset["dataset"] not in CPU_DATASETS or not fnmatch.fnmatch(preset["experiment"], only):
-            continue
-        out_dir = out_root / preset["experiment"]
-        todo = missing_seeds(out_dir, seeds)
-        if not todo:
-            log.info("%s: seeds %s done", preset["experiment"], ",".join(map(str, seeds)))
-            continue
-        data = [f"data.root={data_root}"] if data_root is not None and preset["dataset"] != "digits" else []
-        interrupted = [s for s in todo if (out_dir / f"seed{s}" / "checkpoints" / "last.ckpt").is_file()]
-        for s in interrupted:  # resumed in its own folder, from its last.ckpt
-            commands.append([sys.executable, "train.py", f"experiment={preset['experiment']}", *data,
-                             "callbacks.rich_progress_bar=null", f"seed={s}", f"hydra.run.dir={out_dir / f'seed{s}'}",
-                             "ckpt_path=last"])
-        fresh = [s for s in todo if s not in interrupted]
-        if fresh:
-            commands.append([sys.executable, "train.py", "-m", f"experiment={preset['experiment']}", *data,
-                             "callbacks.rich_progress_bar=null", f"seed={','.join(map(str, fresh))}",
-                             f"hydra.sweep.dir={out_dir}", "hydra.sweep.subdir=seed${seed}"])
+    for seed in seeds:
+        for preset in presets:
+            name = preset["experiment"]
+            if seed not in todo[name]:
+                continue
+            run_dir = out_root / name / f"seed{seed}"
+            data = [f"data.root={data_root}"] if data_root is not None and preset["dataset"] != "digits" else []
+            resume = ["ckpt_path=last"] if (run_dir / "checkpoints" / "last.ckpt").is_file() else []
+            commands.append([sys.executable, "train.py", f"experiment={name}", *data,
+                             "callbacks.rich_progress_bar=null", f"seed={seed}", f"hydra.run.dir={run_dir}", *resume])
     return commands
 
 
@@ -89,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", default="*", help="fnmatch pattern on preset names (default: all)")
     parser.add_argument("--out", default="results/runs", help="folder of the table's runs")
     parser.add_argument("--data-root", default=os.environ.get("ZOO_DATA"),
-                        help="data.root for MNIST-like presets (default: $ZOO_DATA, else the config's)")
+                        help="data.root for presets read from disk (MNIST-likes, cifar10-jpeg; default: $ZOO_DATA, "
+                             "else the config's)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

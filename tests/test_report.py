@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from zoo.report import (CSV_COLUMNS, find_runs, group_runs, main, paper_accuracy, pending_presets, report_rows,
-                        to_markdown, update_readme, verdict, write_report)
+from zoo.report import (COPIES, CSV_COLUMNS, copy_verdict, dataset_label, find_runs, group_runs, main,
+                        paper_accuracy, pending_presets, report_rows, to_markdown, update_readme, verdict,
+                        write_report)
 
 HW = {"cpu": "Test CPU 9000", "cpu_count": 2, "torch_threads": 1}
 
@@ -281,3 +282,122 @@ def test_cli_writes_report_and_readme(runs_root, tmp_path, capsys):
 def test_empty_folder_gives_an_empty_table(tmp_path):
     md = to_markdown(report_rows(group_runs(find_runs([tmp_path]))))
     assert "(no finished runs)" in md
+
+
+def _set(run: Path, **changes) -> None:
+    """Edits a fake run's results.json: ``key=value`` at the top, ``max_epochs`` in its trainer config."""
+    results = json.loads((run / "results.json").read_text())
+    if "max_epochs" in changes:
+        results["config"]["trainer"]["max_epochs"] = changes.pop("max_epochs")
+    results.update(changes)
+    (run / "results.json").write_text(json.dumps(results))
+
+
+def _jpeg_configs(root: Path) -> Path:
+    """A configs folder with ResNet-20's full CIFAR-10 recipe (182 epochs) and its 40-epoch JPEG preset."""
+    configs = root / "configs"
+    exp = configs / "experiment"
+    exp.mkdir(parents=True)
+    (exp / "resnet20_cifar10.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /model: resnet20\n  - override /data: cifar10\n"
+        "trainer:\n  max_epochs: 182\n")
+    (exp / "resnet20_cifar10_jpeg.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /model: resnet20\n  - override /data: cifar10_jpeg\n"
+        "trainer:\n  max_epochs: 40\n")
+    (exp / "lenet5_mnist.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /model: lenet5\n  - override /data: mnist\n")
+    return configs
+
+
+def _jpeg_runs(root: Path) -> Path:
+    """Two seeds of resnet20_cifar10_jpeg (40 epochs) at the paper's CIFAR-10 figure, one LeNet-5 run on MNIST."""
+    for seed, acc, secs in ((0, 0.9124, 1500.0), (1, 0.9126, 1600.0)):
+        run = make_run(root, f"resnet20_cifar10_jpeg/seed{seed}", model="resnet20", data="cifar10_jpeg",
+                       experiment="resnet20_cifar10_jpeg", seed=seed, acc=acc, seconds=secs,
+                       command=f"python train.py experiment=resnet20_cifar10_jpeg seed={seed}")
+        _set(run, max_epochs=40, epochs=40, params=272_474)
+    make_run(root, "lenet5_mnist/seed0", experiment="lenet5_mnist")
+    return root
+
+
+def test_cifar10_jpeg_is_labelled_as_the_copy_it_is():
+    assert dataset_label("cifar10_jpeg") == "cifar10-jpeg"
+    assert dataset_label("imagefolder", "", "zoo.data.CIFAR10JPEGDataModule") == "cifar10-jpeg"
+    assert dataset_label("cifar10") == "cifar10" and dataset_label("mnist") == "mnist"
+    assert dataset_label("imagefolder", "alexnet_imagenet") == "imagenet"
+    # No paper has a figure on the copy: its rows name the CIFAR-10 figure they show, explicitly.
+    assert paper_accuracy("resnet20", "cifar10-jpeg") is None
+    assert COPIES["cifar10-jpeg"].source == "cifar10"
+
+
+def test_copy_verdict_is_never_a_pass_or_fail():
+    copy = COPIES["cifar10-jpeg"]
+    assert copy_verdict(copy, 40, 182) == "JPEG copy, short schedule"
+    assert copy_verdict(copy, 182, 182) == "JPEG copy"
+    assert copy_verdict(copy, 40, None) == "JPEG copy, schedule unknown"
+
+
+def test_cifar10_jpeg_row_shows_paper_and_diff_with_a_jpeg_verdict(tmp_path):
+    """A 40-epoch resnet20_cifar10_jpeg row at the paper's CIFAR-10 figure: the paper and Δ are shown, but the
+    verdict says what differs (JPEG copy, short schedule), never "within noise"."""
+    runs, configs = _jpeg_runs(tmp_path / "runs"), _jpeg_configs(tmp_path)
+    out = tmp_path / "report"
+    result = write_report([runs], out, configs_dir=configs, plots=False)
+    row = next(r for r in result["rows"] if r["recipe"] == "resnet20_cifar10_jpeg")
+    assert row["dataset"] == "cifar10-jpeg"
+    assert (row["paper"], row["paper_metric"]) == (pytest.approx(91.25), "cifar10/top1_err")
+    assert row["ours_mean"] == pytest.approx(91.25) and row["diff"] == pytest.approx(0.0, abs=1e-6)
+    assert row["verdict"] == "JPEG copy, short schedule"
+    assert row["n_runs"] == 2 and row["seeds"] == "0,1" and row["epochs"] == "40"
+    # The CSV and the Markdown carry the copy's label, never plain cifar10, and no pass/fail verdict.
+    with (out / "results.csv").open(newline="") as f:
+        csv_row = next(r for r in csv.DictReader(f) if r["recipe"] == "resnet20_cifar10_jpeg")
+    assert csv_row["dataset"] == "cifar10-jpeg" and csv_row["verdict"] == "JPEG copy, short schedule"
+    md = result["markdown"]
+    main_table, _, jpeg = md.partition("#### CIFAR-10 as JPEG (cifar10-jpeg)")
+    assert "resnet20" not in main_table and "lenet5_mnist" in main_table  # its own table, below the main one
+    note = jpeg.strip().splitlines()[0]
+    assert "JPEG" in note and "quality 75" in note and "lossy" in note
+    assert "| Paper on CIFAR-10 (top-1 %) |" in jpeg
+    assert "| resnet20 | resnet20_cifar10_jpeg | 272.47K | " in jpeg
+    assert "| 91.25 ± 0.01 | 2 (0,1) | 91.25 | +0.00 | JPEG copy, short schedule | 40 | 25m 50s |" in jpeg
+    assert "within noise" not in jpeg and "off by" not in jpeg
+    measured = md.partition("Not measured yet")[0]
+    assert "| cifar10 |" not in measured and "| cifar10_jpeg |" not in md
+    # The preset is run; the CIFAR-10 preset is not (a run on the copy is no run on CIFAR-10).
+    assert [p["experiment"] for p in result["pending"]] == ["resnet20_cifar10"]
+
+
+def test_full_recipe_on_the_jpeg_copy_is_a_jpeg_copy_row(tmp_path):
+    """experiment=resnet20_cifar10 data=cifar10_jpeg (182 epochs): "JPEG copy"; the CIFAR-10 preset stays pending."""
+    run = make_run(tmp_path / "runs", "full/seed0", model="resnet20", data="cifar10_jpeg",
+                   experiment="resnet20_cifar10", acc=0.9100)
+    _set(run, max_epochs=182, epochs=182)
+    result = write_report([tmp_path / "runs"], tmp_path / "report", configs_dir=_jpeg_configs(tmp_path),
+                          plots=False)
+    (row,) = result["rows"]
+    assert (row["dataset"], row["recipe"], row["verdict"]) == ("cifar10-jpeg", "resnet20_cifar10", "JPEG copy")
+    assert row["diff"] == pytest.approx(-0.25)
+    assert "resnet20_cifar10" in {p["experiment"] for p in result["pending"]}
+    pending = next(p for p in result["pending"] if p["experiment"] == "resnet20_cifar10_jpeg")
+    assert pending["dataset"] == "cifar10-jpeg" and pending["paper_metric"] == "cifar10/top1_err"
+    assert "| resnet20_cifar10_jpeg | resnet20 | cifar10-jpeg | 91.25 (on cifar10) | 40 | not run yet (CPU is " \
+           "enough" in result["markdown"]
+
+
+def test_wall_time_per_seed_and_resumed_seeds(tmp_path):
+    """Wall time is the mean train_seconds over the seeds; a resumed seed makes it a lower bound (≥)."""
+    runs = _jpeg_runs(tmp_path / "runs")
+    rows = {r["recipe"]: r for r in report_rows(group_runs(find_runs([runs])), [])}
+    assert rows["resnet20_cifar10_jpeg"]["wall_seconds"] == pytest.approx(1550.0)
+    assert rows["resnet20_cifar10_jpeg"]["wall_resumed_runs"] == 0
+    assert "≥" not in to_markdown(list(rows.values()))
+    _set(runs / "resnet20_cifar10_jpeg" / "seed1", resumed_from="/x/checkpoints/last.ckpt")
+    rows = report_rows(group_runs(find_runs([runs])), [])
+    jpeg = next(r for r in rows if r["recipe"] == "resnet20_cifar10_jpeg")
+    assert jpeg["wall_resumed_runs"] == 1
+    # Without the full recipe among the presets the schedule cannot be judged, and the row says so.
+    assert jpeg["verdict"] == "JPEG copy, schedule unknown"
+    md = to_markdown(rows)
+    assert "| 40 | ≥ 25m 50s |" in md and "counts only the segment that finished" in md
+    assert "| Wall time |" in md and "| Wall time / seed |" in md

@@ -15,10 +15,21 @@ the model's metadata (``paper_results``; errors are turned into accuracy = 100 -
 ``paper_result`` names the figure, and a top-5 figure is compared with top-5 accuracy), the difference,
 and a verdict: "within noise" when ``|ours - paper| <= max(2 std, 0.3)`` points, else "off by X pts".
 Parameters and MACs are those of the trained network (its ``num_classes``, ``in_chans`` and layout),
-MACs counted on the meta device at the run's input size, given with that size.
+MACs counted on the meta device at the run's input size, given with that size. Wall time is the mean
+over the seeds of each run's ``train_seconds`` (the fit, validation included); a resumed seed counts only
+its last segment, so its row's time is a lower bound, marked ``≥``.
+
+Copies of a dataset are labelled as what they are (:data:`DATASET_LABELS`): runs on ``data=cifar10_jpeg``,
+CIFAR-10 re-encoded as JPEG at quality 75, are ``cifar10-jpeg`` rows, in a table of their own. The paper's
+figures are on the original CIFAR-10, so such a row shows the paper's CIFAR-10 figure and the difference
+for reference, and its verdict names what differs instead of passing or failing it: "JPEG copy", or
+"JPEG copy, short schedule" when its recipe trains fewer epochs than the model's full-recipe
+``<model>_cifar10`` preset.
 
 Experiment presets in ``configs/experiment/`` that have no run yet are listed below the table with the
 command to run them and what they need (ImageNet on disk, CIFAR-10 on disk and a GPU), and no number.
+A preset counts as run only by runs on its own dataset: ``experiment=resnet20_cifar10 data=cifar10_jpeg``
+does not make the CIFAR-10 preset's row.
 """
 
 from __future__ import annotations
@@ -36,20 +47,65 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 __all__ = [
-    "Run", "Group", "CPU_DATASETS", "find_runs", "config_hash", "recipe_of", "group_runs", "paper_accuracy",
-    "is_top5", "verdict", "report_rows", "read_presets", "pending_presets", "to_markdown", "write_csv",
-    "write_plots", "update_readme", "write_report", "main",
+    "Run", "Group", "Copy", "CPU_DATASETS", "DATASET_LABELS", "COPIES", "dataset_label", "find_runs", "config_hash",
+    "recipe_of", "group_runs", "paper_accuracy", "is_top5", "verdict", "copy_verdict", "full_recipe", "report_rows",
+    "read_presets", "pending_presets", "to_markdown", "write_csv", "write_plots", "update_readme", "write_report",
+    "main",
 ]
 
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ["model", "dataset", "recipe", "params", "macs", "macs_input", "ours_mean", "ours_std", "n_runs",
-               "seeds", "paper", "paper_metric", "diff", "verdict", "epochs", "wall_seconds", "hardware",
-               "command"]
+               "seeds", "paper", "paper_metric", "diff", "verdict", "epochs", "wall_seconds", "wall_resumed_runs",
+               "hardware", "command"]
 README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
 README_PLACEHOLDER = "RESULTS_TABLE"
 NOISE_FLOOR = 0.3  # points of accuracy
+
+# Data choices whose rows carry another name than the choice: copies are never labelled as their source.
+DATASET_LABELS = {"cifar10_jpeg": "cifar10-jpeg"}
+# Data module classes of those copies, for runs recorded without the data choice.
+_TARGET_LABELS = {"CIFAR10JPEGDataModule": "cifar10-jpeg"}
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A re-encoded copy of a dataset: where its paper figures come from and how its rows are told apart.
+
+    Attributes:
+        source: the dataset the paper's figures are on (``cifar10``).
+        kind: the verdict's words for the copy (``JPEG copy``).
+        title: the heading of its table.
+        note: one line under the heading saying what the copy is.
+    """
+
+    source: str
+    kind: str
+    title: str
+    note: str
+
+
+COPIES = {
+    "cifar10-jpeg": Copy(
+        source="cifar10", kind="JPEG copy", title="CIFAR-10 as JPEG (cifar10-jpeg)",
+        note="CIFAR-10 re-encoded as JPEG at quality 75, a lossy copy (`data=cifar10_jpeg`): the paper column "
+             "is the paper's figure on the original CIFAR-10, shown with Δ for reference, never as a pass or "
+             "fail; \"short schedule\": fewer epochs than the model's full-recipe CIFAR-10 preset."),
+}
+
+
+def dataset_label(data: str, experiment: str = "", target: str = "") -> str:
+    """The name a dataset is shown under: ``imagenet`` for ``*_imagenet`` presets on ``imagefolder``,
+    ``cifar10-jpeg`` for ``cifar10_jpeg`` (or its data module ``target``), else the data choice."""
+    if data == "imagefolder" and experiment.endswith("_imagenet"):
+        return "imagenet"
+    if data in DATASET_LABELS:
+        return DATASET_LABELS[data]
+    cls = target.rsplit(".", 1)[-1]
+    if cls in _TARGET_LABELS:
+        return _TARGET_LABELS[cls]
+    return data
 
 # Config keys that do not change what is trained: paths, logging, the seed, resumption.
 _IGNORED_TOP = {"seed", "paths", "task_name", "ckpt_path", "overwrite", "logger", "callbacks", "hydra", "extras",
@@ -78,11 +134,25 @@ class Run:
 
     @property
     def dataset(self) -> str:
-        data = str(self.results.get("data") or "")
-        experiment = str(self.results.get("experiment") or "")
-        if data == "imagefolder" and experiment.endswith("_imagenet"):
-            return "imagenet"
-        return data
+        """The dataset's label (:func:`dataset_label`)."""
+        data_cfg = (self.results.get("config") or {}).get("data") or {}
+        target = str(data_cfg.get("_target_") or "") if isinstance(data_cfg, dict) else ""
+        return dataset_label(str(self.results.get("data") or ""), str(self.results.get("experiment") or ""),
+                             target)
+
+    @property
+    def max_epochs(self) -> int | None:
+        """The epochs the recipe trains (``trainer.max_epochs``), else those the run trained."""
+        trainer = (self.results.get("config") or {}).get("trainer") or {}
+        epochs = trainer.get("max_epochs") if isinstance(trainer, dict) else None
+        if epochs is None:
+            epochs = self.results.get("epochs")
+        return None if epochs is None else int(epochs)
+
+    @property
+    def resumed(self) -> bool:
+        """Whether the segment that finished resumed a checkpoint (its ``train_seconds`` is only that segment)."""
+        return bool(self.results.get("resumed_from"))
 
     @property
     def acc(self) -> float | None:
@@ -250,6 +320,35 @@ def verdict(ours: float, std: float, paper: float | None) -> str:
     return f"off by {abs(diff):.2f} pts"
 
 
+def copy_verdict(copy: Copy, epochs: int | None, full_epochs: int | None) -> str:
+    """The verdict of a row on a copy of the paper's dataset: never a pass or fail, but what differs.
+
+    Returns:
+        ``"<kind>, short schedule"`` when ``epochs < full_epochs``, ``"<kind>"`` when the recipe trains at
+        least the full recipe's epochs, ``"<kind>, schedule unknown"`` when either is unknown.
+    """
+    if epochs is None or full_epochs is None:
+        return f"{copy.kind}, schedule unknown"
+    return f"{copy.kind}, short schedule" if epochs < full_epochs else copy.kind
+
+
+def full_recipe(model: str, dataset: str, recipe: str, presets: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """The preset of ``model`` on ``dataset`` (a copy's source) that a copy's ``recipe`` is measured against.
+
+    ``<recipe minus _jpeg>`` first (``resnet20_cifar10_jpeg`` -> ``resnet20_cifar10``), then ``recipe``
+    itself (the CIFAR-10 preset run with ``data=cifar10_jpeg``), then ``<model>_<dataset>``, then the
+    longest of the model's presets on ``dataset``; ``None`` when it has none.
+    """
+    candidates = {p["experiment"]: p for p in presets if p["model"] == model and p["dataset"] == dataset}
+    base = recipe.split("+cfg-")[0]
+    for name in (base.removesuffix("_jpeg"), base, f"{model}_{dataset}"):
+        if name in candidates:
+            return candidates[name]
+    if not candidates:
+        return None
+    return max(candidates.values(), key=lambda p: p["epochs"] if p["epochs"] is not None else -1)
+
+
 def _hardware(results: dict[str, Any]) -> str:
     hw = results.get("hardware") or {}
     text = str(hw.get("cpu") or "?")
@@ -313,12 +412,20 @@ def _macs(model: str, results: dict[str, Any] | None = None) -> tuple[int | None
     return info.macs, "x".join(str(s) for s in info.input_size)
 
 
-def report_rows(groups: Iterable[Group]) -> list[dict[str, Any]]:
+def report_rows(groups: Iterable[Group], presets: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Returns one row per group with the columns of :data:`CSV_COLUMNS`; groups whose runs have no
-    test accuracy are left out with a warning."""
+    test accuracy are left out with a warning.
+
+    Args:
+        groups: the grouped runs.
+        presets: the experiment presets (:func:`read_presets`) a copy's row finds its full recipe in;
+            ``None`` reads the project's.
+    """
     rows = []
     for g in groups:
-        paper = paper_accuracy(g.model, g.dataset, (g.runs[0].results.get("config") or {}).get("paper_result"))
+        copy = COPIES.get(g.dataset)
+        paper_result = (g.runs[0].results.get("config") or {}).get("paper_result")
+        paper = paper_accuracy(g.model, copy.source if copy else g.dataset, paper_result)
         top5 = paper is not None and is_top5(paper[1])  # the paper gives top-5 only (GoogLeNet)
         accs = [a for a in (r.acc5 if top5 else r.acc for r in g.runs) if a is not None]
         if not accs:
@@ -329,8 +436,19 @@ def report_rows(groups: Iterable[Group]) -> list[dict[str, Any]]:
         macs, macs_input = _macs(g.model, g.runs[0].results)
         first = g.runs[0].results
         params = first.get("params")
-        secs = [float(r.results["train_seconds"]) for r in g.runs if r.results.get("train_seconds") is not None]
+        timed = [r for r in g.runs if r.results.get("train_seconds") is not None]
+        secs = [float(r.results["train_seconds"]) for r in timed]
         epochs = sorted({int(r.results["epochs"]) for r in g.runs if r.results.get("epochs") is not None})
+        if paper is None:
+            judged = "—"
+        elif copy is not None:
+            if presets is None:
+                presets = read_presets(_default_configs())
+            full = full_recipe(g.model, copy.source, g.recipe, presets)
+            planned = [e for e in (r.max_epochs for r in g.runs) if e is not None]
+            judged = copy_verdict(copy, max(planned) if planned else None, None if full is None else full["epochs"])
+        else:
+            judged = verdict(mean, std, paper[0])
         rows.append({
             "model": g.model, "dataset": g.dataset, "recipe": g.recipe,
             "params": params, "macs": macs, "macs_input": macs_input,
@@ -339,22 +457,26 @@ def report_rows(groups: Iterable[Group]) -> list[dict[str, Any]]:
             "paper": None if paper is None else round(paper[0], 4),
             "paper_metric": None if paper is None else paper[1],
             "diff": None if paper is None else round(mean - paper[0], 4),
-            "verdict": verdict(mean, std, None if paper is None else paper[0]),
+            "verdict": judged,
             "epochs": "/".join(map(str, epochs)),
             "wall_seconds": round(statistics.fmean(secs), 1) if secs else None,
+            "wall_resumed_runs": sum(r.resumed for r in timed),
             "hardware": " / ".join(sorted({_hardware(r.results) for r in g.runs})),
             "command": _command(g),
         })
     return rows
 
 
-# Data small enough to train on a CPU in minutes: their presets are run for the README table.
-CPU_DATASETS = ("digits", "mnist", "fashion_mnist", "kmnist")
+# Data small enough to train on a CPU (dataset labels): their presets are run for the README table. The
+# digits and MNIST-likes take minutes a seed; cifar10-jpeg presets 15 to 45 minutes.
+CPU_DATASETS = ("digits", "mnist", "fashion_mnist", "kmnist", "cifar10-jpeg")
 
 
 def _needs(dataset: str, name: str) -> str:
     if dataset in ("imagenet", "imagefolder") or name.endswith("_imagenet"):
         return "needs ImageNet on disk (data.root=/path/to/imagenet); GPU advised"
+    if dataset in COPIES:
+        return f"not run yet (CPU is enough; needs {dataset}/ on disk, data.root=...)"
     if dataset in CPU_DATASETS:
         return "not run yet (CPU is enough)"
     return f"needs {dataset.upper().replace('CIFAR', 'CIFAR-')} on disk; GPU advised"
@@ -363,8 +485,9 @@ def _needs(dataset: str, name: str) -> str:
 def read_presets(configs_dir: str | Path) -> list[dict[str, Any]]:
     """Returns every experiment preset of ``configs_dir/experiment``, sorted by name.
 
-    Each row has ``experiment``, ``model``, ``dataset`` (the preset's data choice; ``imagenet`` for
-    ``*_imagenet`` presets on ``imagefolder``), ``paper``, ``paper_metric``, ``epochs``, ``needs`` and
+    Each row has ``experiment``, ``model``, ``dataset`` (the label of the preset's data choice,
+    :func:`dataset_label`: ``imagenet`` for ``*_imagenet`` presets on ``imagefolder``, ``cifar10-jpeg``),
+    ``paper``, ``paper_metric`` (for a copy, the paper's figure on its source), ``epochs``, ``needs`` and
     ``command``. A preset may extend a sibling (a plain name in its defaults list). Unreadable presets are
     skipped with a warning.
     """
@@ -380,10 +503,9 @@ def read_presets(configs_dir: str | Path) -> list[dict[str, Any]]:
             log.warning("skipping preset %s: %s", f, e)
             continue
         model = preset["choices"].get("model", "?")
-        dataset = preset["choices"].get("data", "?")
-        if dataset == "imagefolder" and name.endswith("_imagenet"):
-            dataset = "imagenet"
-        paper = paper_accuracy(model, dataset, preset["paper_result"])
+        dataset = dataset_label(preset["choices"].get("data", "?"), name)
+        copy = COPIES.get(dataset)
+        paper = paper_accuracy(model, copy.source if copy else dataset, preset["paper_result"])
         rows.append({
             "experiment": name, "model": model, "dataset": dataset,
             "paper": None if paper is None else round(paper[0], 4),
@@ -422,11 +544,13 @@ def _read_preset(exp_dir: Path, name: str, _seen: tuple[str, ...] = ()) -> dict[
     return out
 
 
-def pending_presets(configs_dir: str | Path, groups: Iterable[Group]) -> list[dict[str, Any]]:
-    """Returns the experiment presets of ``configs_dir/experiment`` that no group was run with
-    (rows as :func:`read_presets`)."""
-    done = {g.recipe.split("+cfg-")[0] for g in groups}
-    return [row for row in read_presets(configs_dir) if row["experiment"] not in done]
+def pending_presets(configs_dir: str | Path, groups: Iterable[Group],
+                    presets: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Returns the experiment presets of ``configs_dir/experiment`` (or ``presets``) that no group was run
+    with on the preset's own dataset (rows as :func:`read_presets`)."""
+    done = {(g.recipe.split("+cfg-")[0], g.dataset) for g in groups}
+    rows = read_presets(configs_dir) if presets is None else presets
+    return [row for row in rows if (row["experiment"], row["dataset"]) not in done]
 
 
 def _num(n: int | None) -> str:
@@ -451,33 +575,78 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def to_markdown(rows: Sequence[dict[str, Any]], pending: Sequence[dict[str, Any]] = ()) -> str:
-    """Renders the report rows (and the presets still to run) as Markdown tables."""
+def _wall(row: dict[str, Any]) -> str:
+    """The wall time cell: ``≥`` when a seed was resumed (its time is only its last segment)."""
+    text = _duration(row["wall_seconds"])
+    return f"≥ {text}" if row["wall_seconds"] is not None and row.get("wall_resumed_runs") else text
+
+
+def _ours(row: dict[str, Any], tag: str) -> str:
+    return f"{row['ours_mean']:.2f}" + (f" ± {row['ours_std']:.2f}" if row["ours_std"] is not None else "") + tag
+
+
+def _main_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     head = ["Model", "Dataset", "Recipe", "Params", "MACs", "Ours (top-1 %)", "n", "Paper (top-1 %)", "Δ",
             "Verdict", "Epochs", "Wall time", "Hardware", "Command"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         tag = " (top-5)" if is_top5(r["paper_metric"]) else ""
-        ours = f"{r['ours_mean']:.2f}" + (f" ± {r['ours_std']:.2f}" if r["ours_std"] is not None else "") + tag
         paper = "—" if r["paper"] is None else f"{r['paper']:.2f}{tag}"
         diff = "—" if r["diff"] is None else f"{r['diff']:+.2f}"
         macs = "—" if r["macs"] is None else f"{_num(r['macs'])} @{r['macs_input']}"
-        cells = [r["model"], r["dataset"], r["recipe"], _num(r["params"]), macs, ours, r["n_runs"], paper, diff,
-                 r["verdict"], r["epochs"], _duration(r["wall_seconds"]), r["hardware"], f"`{r['command']}`"]
+        cells = [r["model"], r["dataset"], r["recipe"], _num(r["params"]), macs, _ours(r, tag), r["n_runs"], paper,
+                 diff, r["verdict"], r["epochs"], _wall(r), r["hardware"], f"`{r['command']}`"]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     if not rows:
         lines.append("| " + " | ".join(["(no finished runs)"] + [""] * (len(head) - 1)) + " |")
-    out = "\n".join(lines) + "\n"
-    out += ("\nOurs: test top-1 accuracy on the best validation checkpoint (top-5 where the paper gives only "
-            "top-5), mean ± sample std over seeds "
-            f"(n runs). Verdict: within noise when |Δ| ≤ max(2 std, {NOISE_FLOOR}) points. Params and MACs "
-            "of the trained network, MACs at its training input (C x H x W).\n")
+    return lines
+
+
+def _copy_table(copy: Copy, rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The side-by-side of the families on one copy of a dataset: its own heading, note and columns."""
+    source = copy.source.upper().replace("CIFAR", "CIFAR-")
+    head = ["Model", "Recipe", "Params", "MACs", "Ours (top-1 %)", "Seeds", f"Paper on {source} (top-1 %)", "Δ",
+            "Verdict", "Epochs", "Wall time / seed", "Hardware", "Command"]
+    lines = [f"#### {copy.title}", "", copy.note, "",
+             "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        tag = " (top-5)" if is_top5(r["paper_metric"]) else ""
+        paper = "—" if r["paper"] is None else f"{r['paper']:.2f}{tag}"
+        diff = "—" if r["diff"] is None else f"{r['diff']:+.2f}"
+        macs = "—" if r["macs"] is None else f"{_num(r['macs'])} @{r['macs_input']}"
+        cells = [r["model"], r["recipe"], _num(r["params"]), macs, _ours(r, tag), f"{r['n_runs']} ({r['seeds']})",
+                 paper, diff, r["verdict"], r["epochs"], _wall(r), r["hardware"], f"`{r['command']}`"]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return lines
+
+
+def to_markdown(rows: Sequence[dict[str, Any]], pending: Sequence[dict[str, Any]] = ()) -> str:
+    """Renders the report rows as Markdown tables: one for the datasets themselves, one per copy of a
+    dataset (:data:`COPIES`) with runs, then the presets still to run."""
+    main_rows = [r for r in rows if r["dataset"] not in COPIES]
+    out = ""
+    if main_rows or len(main_rows) == len(rows):
+        out = "\n".join(_main_table(main_rows)) + "\n"
+        out += ("\nOurs: test top-1 accuracy on the best validation checkpoint (top-5 where the paper gives only "
+                "top-5), mean ± sample std over seeds "
+                f"(n runs). Verdict: within noise when |Δ| ≤ max(2 std, {NOISE_FLOOR}) points. Params and MACs "
+                "of the trained network, MACs at its training input (C x H x W).\n")
+    resumed = any(r["wall_seconds"] is not None and r.get("wall_resumed_runs") for r in rows)
+    for label, copy in COPIES.items():
+        copy_rows = [r for r in rows if r["dataset"] == label]
+        if copy_rows:
+            out += ("\n" if out else "") + "\n".join(_copy_table(copy, copy_rows)) + "\n"
+    if resumed:
+        out += ("\nWall time: the fit of one seed (validation included), mean over the seeds; ≥: a seed was "
+                "resumed and counts only the segment that finished.\n")
     if pending:
         out += "\nNot measured yet: these presets carry no number until a run is made.\n\n"
         out += "| Experiment | Model | Dataset | Paper (top-1 %) | Epochs | Needs | Command |\n"
         out += "|---|---|---|---|---|---|---|\n"
         for p in pending:
             paper = "—" if p["paper"] is None else f"{p['paper']:.2f}" + (" (top-5)" if is_top5(p["paper_metric"]) else "")
+            if p["paper"] is not None and p["dataset"] in COPIES:
+                paper += f" (on {COPIES[p['dataset']].source})"
             cells = [p["experiment"], p["model"], p["dataset"], paper, p["epochs"] if p["epochs"] is not None else "—",
                      p["needs"], f"`{p['command']}`"]
             out += "| " + " | ".join(_cell(c) for c in cells) + " |\n"
@@ -610,8 +779,10 @@ def write_report(dirs: Sequence[str | Path], out: str | Path, configs_dir: str |
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     groups = group_runs(find_runs(dirs))
-    rows = report_rows(groups)
-    pending = pending_presets(configs_dir if configs_dir is not None else _default_configs(), groups)
+    configs_dir = configs_dir if configs_dir is not None else _default_configs()
+    presets = read_presets(configs_dir)
+    rows = report_rows(groups, presets)
+    pending = pending_presets(configs_dir, groups, presets)
     md = to_markdown(rows, pending)
     (out / "results.md").write_text(md)
     files = [out / "results.md", write_csv(rows, out / "results.csv")]
