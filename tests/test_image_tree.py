@@ -260,3 +260,47 @@ def test_cifar10_jpeg_trains_through_train_py(cifar10_jpeg_root, tmp_path):
     with open(tmp_path / "csv" / "metrics.csv") as f:
         losses = [float(r["train/loss_epoch"]) for r in csv.DictReader(f) if r.get("train/loss_epoch")]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
+
+
+def test_cache_command_reports_decode_and_cached_load(tmp_path, zoo_cache, capsys):
+    from zoo.data.__main__ import main
+
+    tree = write_jpeg_tree(tmp_path / "mytree" / "train", n=3)
+    assert main([str(tree), "--rebuild", "--repeats", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "9 images (3, 32, 32), 3 classes; decode + cache write" in out and "cached load" in out
+    assert len(list(zoo_cache.glob("mytree-train-*.safetensors"))) == 1
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "nowhere")])
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs" / "experiment")
+                                          .glob("*_cifar10.yaml")))
+def test_cifar10_presets_run_on_the_jpeg_copy(preset, cifar10_jpeg_root, tmp_path):
+    """Every CIFAR-10 paper preset composes with data=cifar10_jpeg and builds its datamodule and model from it."""
+    import hydra
+
+    from zoo.training.config_check import validate_config
+    from zoo.training.run import data_facts, model_kwargs
+
+    cfg = make_cfg(tmp_path, [f"experiment={preset}", "data=cifar10_jpeg", f"data.root={cifar10_jpeg_root}",
+                              "data.val_size=100"])
+    validate_config(cfg)
+    dm = hydra.utils.instantiate(cfg.data)
+    assert isinstance(dm, CIFAR10JPEGDataModule)
+    facts = data_facts(dm)
+    assert facts == {"num_classes": 10, "in_chans": 3, "image_size": 32, "small_input": True}
+    kwargs = model_kwargs(cfg.model, facts, "cifar10_jpeg")
+    with torch.device("meta"):
+        model = hydra.utils.instantiate(kwargs)
+    assert model.num_classes == 10
+
+
+def test_resnet20_full_recipe_on_the_jpeg_copy_fast_dev_run(cifar10_jpeg_root, tmp_path):
+    from zoo.training import train
+
+    cfg = make_cfg(tmp_path, ["experiment=resnet20_cifar10", "data=cifar10_jpeg", f"data.root={cifar10_jpeg_root}",
+                              "data.val_size=100", "debug=fdr"])
+    assert cfg.trainer.max_epochs == 182 or cfg.trainer.get("fast_dev_run")
+    res = train(cfg)
+    assert res["data"] == "cifar10_jpeg" and res["model"] == "resnet20"

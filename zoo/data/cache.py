@@ -305,3 +305,4 @@ def _remove_superseded(name: str, keep: Path, root: str) -> None:
         if same:
             other.unlink(missing_ok=True)
             log.info("removed the superseded cache %s", other)
+
