@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+from torchvision.transforms.v2.functional import resize
 
 from zoo._atomic import atomic_write
 
@@ -122,9 +124,8 @@ def scan_tree(folder: str | os.PathLike) -> TreeListing:
     return TreeListing(root, tuple(classes), tuple(files), tuple(targets), tuple(sizes))
 
 
-def _decode_other(path: Path, data: torch.Tensor, mode: "ImageReadMode") -> torch.Tensor:  # noqa: F821
-    from torchvision.io import decode_image
-
+def _decode_other(path: Path, data: torch.Tensor, mode: ImageReadMode) -> torch.Tensor:
+    """Decodes a PNG, GIF or WebP file with ``torchvision.io``, other formats (BMP, TIFF, ...) with Pillow."""
     try:
         return decode_image(data, mode=mode)
     except RuntimeError:  # a format torchvision.io cannot decode (BMP, TIFF, ...)
@@ -137,9 +138,6 @@ def _decode_other(path: Path, data: torch.Tensor, mode: "ImageReadMode") -> torc
 
 def _decode(listing: TreeListing, channels: int, image_size: int | None) -> torch.Tensor:
     """Decodes every image of ``listing`` into ``(N, C, H, W)`` uint8."""
-    from torchvision.io import ImageReadMode, decode_jpeg
-    from torchvision.transforms.v2.functional import resize
-
     mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
     out: torch.Tensor | None = None
     first: tuple[str, tuple[int, ...]] | None = None
