@@ -44,11 +44,33 @@ Training recipes:
                         [``min_size``, ``max_size``] (256, 512 at 224 px),
                         random ``image_size`` crop, flip, PCA lighting
                         (Simonyan & Zisserman 2014, Sec. 3.1).
+``randaugment``         the geometric step of ``crop`` (below), flip, then
+                        ``v2.RandAugment``: ``num_ops`` (2) operations drawn
+                        uniformly, at ``magnitude`` (9) of
+                        ``num_magnitude_bins`` (31) (Cubuk et al. 2019,
+                        arXiv:1909.13719), on the uint8 image.
+``trivialaugment``      the same geometric step, flip, then
+                        ``v2.TrivialAugmentWide``: one operation at a
+                        magnitude drawn uniformly from ``num_magnitude_bins``
+                        (Mueller & Hutter 2021, arXiv:2103.10158).
 ======================  ======================================================
 
 Options of a recipe come from the datamodule's ``augment_kwargs``
 (``padding``, ``scale``, ``ratio``, ``lighting_std``, ``min_size``,
-``max_size``). Relative sizes scale with ``image_size`` (x 256/224).
+``max_size``; ``crop``, ``flip``, ``num_ops``, ``magnitude``,
+``num_magnitude_bins`` for the two policies). Relative sizes scale with
+``image_size`` (x 256/224). The policies' geometric step ``crop`` is ``pad``
+(zero-pad ``padding`` px, default 4, random crop: the default for images
+stored at ``image_size``), ``resized`` (``random_resized_crop``'s crop: the
+default for streamed image folders) or ``none``; ``flip: false`` drops the
+flip (digits).
+
+Random erasing (Zhong et al. 2017, arXiv:1708.04896) is an option of every
+recipe: ``augment_kwargs.erase_p`` (default 0: off) is the probability that
+an image gets one rectangle of 2%-33% of its area, aspect ratio in
+[0.3, 3.3], set to 0 *after* normalisation (the dataset's mean colour), as
+``v2.RandomErasing(value=0)`` does. The batched recipes erase a whole batch
+at once (:class:`BatchRandomErasing`), each image with its own draws.
 
 In-memory datasets run ``none``, ``flip``, ``pad_crop`` and ``pad_crop_flip``
 on a whole batch at once (:data:`BATCHED_AUGMENTATIONS`,
@@ -67,6 +89,7 @@ Krizhevsky et al. 2012 and Simonyan & Zisserman 2014 evaluate).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -82,6 +105,8 @@ __all__ = [
     "EVAL_CROPS",
     "BATCHED_AUGMENTATIONS",
     "BatchPadCropFlip",
+    "BatchRandomErasing",
+    "BatchMix",
     "register_augmentation",
     "list_augmentations",
     "build_train_transform",
@@ -264,12 +289,39 @@ def lookup_recipe(table: dict[str, RecipeBuilder], name: str, what: str) -> Reci
 
 
 def build_train_transform(name: str, spec: TransformSpec) -> Transform:
-    """Builds the training transform of recipe ``name``.
+    """Builds the training transform of recipe ``name``, with random erasing after it when
+    ``spec.options["erase_p"] > 0``.
 
     Raises:
         UnknownRecipeError: for a name not in :data:`AUGMENTATIONS` (lists them).
+        ValueError: for a bad ``erase_p``.
     """
-    return lookup_recipe(AUGMENTATIONS, name, "augmentation recipe")(spec)
+    transform = lookup_recipe(AUGMENTATIONS, name, "augmentation recipe")(spec)
+    p = erase_probability(spec)
+    if p > 0:
+        # after Normalize: value 0 is the dataset's mean colour
+        transform = v2.Compose([transform, v2.RandomErasing(p=p, scale=ERASE_SCALE, ratio=ERASE_RATIO, value=0)])
+    return transform
+
+
+#: area fraction and aspect ratio range of a random-erasing rectangle (torchvision's and Zhong et al.'s defaults).
+ERASE_SCALE = (0.02, 0.33)
+ERASE_RATIO = (0.3, 3.3)
+
+
+def erase_probability(spec: TransformSpec) -> float:
+    """``spec.options["erase_p"]``: the probability of random erasing per image (0: off).
+
+    Raises:
+        ValueError: when it is not a number in [0, 1].
+    """
+    p = spec.options.get("erase_p", 0.0)
+    if p is None:
+        return 0.0
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"data.augment_kwargs.erase_p={p!r}: a number in [0, 1] is needed (the probability that "
+                         f"an image is erased; 0: off); e.g. data.augment_kwargs.erase_p=0.25")
+    return float(p)
 
 
 def build_eval_transform(name: str, spec: TransformSpec) -> Transform:
@@ -384,6 +436,58 @@ def _vgg_scale_jitter(spec: TransformSpec) -> Transform:
         + _lighting(spec)
         + _finish(spec)
     )
+
+
+def _policy_geometry(spec: TransformSpec, recipe: str) -> list[Transform]:
+    """The geometric step before an automatic augmentation policy: ``crop`` (``pad``, ``resized``, ``none``;
+    default ``pad`` for images stored at ``image_size``, ``resized`` for streamed ones), then a flip
+    unless ``flip`` is false."""
+    crop = spec.options.get("crop", "pad" if spec.resize_size is None else "resized")
+    if crop == "pad":
+        steps = _fit(spec) + _pad_crop(spec)
+    elif crop == "resized":
+        scale = tuple(spec.options.get("scale", (0.08, 1.0)))
+        ratio = tuple(spec.options.get("ratio", (3 / 4, 4 / 3)))
+        steps = [v2.RandomResizedCrop(spec.image_size, scale=scale, ratio=ratio, interpolation=spec.interpolation,
+                                      antialias=True)]
+    elif crop == "none":
+        steps = _fit(spec)
+    else:
+        raise ValueError(f"data.augment_kwargs.crop={crop!r}: one of 'pad', 'resized', 'none' is needed (the "
+                         f"geometric step before {recipe}); e.g. data.augment_kwargs.crop=pad")
+    flip = spec.options.get("flip", True)
+    if not isinstance(flip, bool):
+        raise ValueError(f"data.augment_kwargs.flip={flip!r}: true or false is needed; e.g. "
+                         f"data.augment_kwargs.flip=false")
+    return steps + ([v2.RandomHorizontalFlip()] if flip else [])
+
+
+def _policy_int(spec: TransformSpec, key: str, default: int, lo: int, hi: int | None = None) -> int:
+    """An integer option of a policy recipe in ``[lo, hi]``, or a ValueError naming the key."""
+    value = spec.options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+        bound = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"data.augment_kwargs.{key}={value!r}: an integer {bound} is needed; e.g. "
+                         f"data.augment_kwargs.{key}={default if hi is None or default <= hi else hi}")
+    return value
+
+
+@register_augmentation("randaugment")
+def _randaugment(spec: TransformSpec) -> Transform:
+    """RandAugment (Cubuk et al. 2019, arXiv:1909.13719) on the uint8 image, before normalisation."""
+    bins = _policy_int(spec, "num_magnitude_bins", 31, 2)
+    return _compose(_policy_geometry(spec, "randaugment") + [
+        v2.RandAugment(num_ops=_policy_int(spec, "num_ops", 2, 0),
+                       magnitude=_policy_int(spec, "magnitude", 9, 0, bins - 1), num_magnitude_bins=bins)
+    ] + _finish(spec))
+
+
+@register_augmentation("trivialaugment")
+def _trivialaugment(spec: TransformSpec) -> Transform:
+    """TrivialAugment Wide (Mueller & Hutter 2021, arXiv:2103.10158) on the uint8 image, before normalisation."""
+    return _compose(_policy_geometry(spec, "trivialaugment") + [
+        v2.TrivialAugmentWide(num_magnitude_bins=_policy_int(spec, "num_magnitude_bins", 31, 2))
+    ] + _finish(spec))
 
 
 # ---------------------------------------------------------------------------
@@ -510,10 +614,99 @@ class BatchPadCropFlip:
         return f"BatchPadCropFlip(padding={self.padding}, flip={self.flip}, {self.normalize!r})"
 
 
+class BatchRandomErasing:
+    """Random erasing (Zhong et al. 2017, arXiv:1708.04896) of a whole normalised batch, after a batched recipe.
+
+    Each image draws, as ``v2.RandomErasing(p, scale, ratio, value=0)`` does for one image, whether it is
+    erased (probability ``p``) and up to 10 candidate rectangles (area a fraction in ``scale`` of the
+    image, aspect ratio log-uniform in ``ratio``); the first that fits is placed uniformly and set to 0
+    (after normalisation: the dataset's mean colour); an image none of whose candidates fits is left
+    alone. The draws are made on the CPU from the batch's generator, after the recipe's own draws, for
+    the whole batch at once; the erasing runs on the batch's device.
+
+    Args:
+        recipe: the batched recipe (e.g. :class:`BatchPadCropFlip`), ``(x, generator) -> float batch``.
+        p: probability that an image is erased.
+        scale: range of the erased area, as a fraction of the image.
+        ratio: range of the rectangle's aspect ratio (height / width).
+    """
+
+    ATTEMPTS = 10
+
+    def __init__(self, recipe: Any, p: float, scale: tuple[float, float] = ERASE_SCALE,
+                 ratio: tuple[float, float] = ERASE_RATIO) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"random erasing needs 0 <= p <= 1, got {p}")
+        if not (0.0 <= scale[0] <= scale[1] <= 1.0 and 0.0 < ratio[0] <= ratio[1]):
+            raise ValueError(f"random erasing needs 0 <= scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1], "
+                             f"got scale={scale}, ratio={ratio}")
+        self.recipe = recipe
+        self.p = float(p)
+        self.scale = (float(scale[0]), float(scale[1]))
+        self.ratio = (float(ratio[0]), float(ratio[1]))
+
+    @property
+    def draws_random(self) -> bool:
+        """Whether a batch draws anything: erasing does when ``p > 0``, else the recipe decides."""
+        return self.p > 0 or bool(getattr(self.recipe, "draws_random", True))
+
+    def draw(self, batch: int, height: int, width: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draws each image's rectangle on the CPU.
+
+        Args:
+            batch: number of images B.
+            height: image height H.
+            width: image width W.
+            generator: a CPU generator; ``None`` draws from the global (CPU) RNG.
+
+        Returns:
+            int64 ``(4, B)``: top row, left column, height and width of each rectangle; height 0 for
+            an image that is not erased.
+        """
+        k = self.ATTEMPTS
+        erase = torch.rand(batch, generator=generator) < self.p  # (B,)
+        area = torch.rand(batch, k, generator=generator) * (self.scale[1] - self.scale[0]) + self.scale[0]
+        lo, hi = math.log(self.ratio[0]), math.log(self.ratio[1])
+        aspect = torch.exp(torch.rand(batch, k, generator=generator, dtype=torch.float64) * (hi - lo) + lo)
+        area = area.double() * (height * width)  # (B, k) pixels
+        h = torch.round(torch.sqrt(area * aspect)).long()  # (B, k)
+        w = torch.round(torch.sqrt(area / aspect)).long()
+        fits = (h < height) & (w < width)  # (B, k), as torchvision's test
+        first = torch.where(fits.any(1), fits.long().argmax(1), 0)  # (B,) the first candidate that fits
+        h = h.gather(1, first[:, None])[:, 0]
+        w = w.gather(1, first[:, None])[:, 0]
+        keep = erase & fits.any(1)
+        u = torch.rand(2, batch, generator=generator, dtype=torch.float64)  # (2, B) uniform placement
+        top = torch.floor(u[0] * (height - h + 1)).long().clamp_(min=0)
+        left = torch.floor(u[1] * (width - w + 1)).long().clamp_(min=0)
+        return torch.stack([top, left, torch.where(keep, h, 0), torch.where(keep, w, 0)])  # (4, B)
+
+    def erase(self, x: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+        """Sets each image's rectangle (``draws`` from :meth:`draw`) of a float batch ``(B, C, H, W)`` to 0."""
+        b, _, hh, ww = x.shape
+        d = draws.to(x.device, non_blocking=x.device.type != "cpu").view(4, b, 1, 1)
+        rows = torch.arange(hh, device=x.device).view(1, hh, 1)
+        cols = torch.arange(ww, device=x.device).view(1, 1, ww)
+        inside = (rows >= d[0]) & (rows < d[0] + d[2]) & (cols >= d[1]) & (cols < d[1] + d[3])  # (B, H, W)
+        return x.masked_fill(inside[:, None], 0.0)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Runs the recipe on a uint8 batch ``(B, C, H, W)``, then erases: float32 ``(B, C, H, W)``."""
+        out = self.recipe(x, generator=generator)
+        if self.p == 0:
+            return out
+        return self.erase(out, self.draw(out.shape[0], out.shape[-2], out.shape[-1], generator))
+
+    def __repr__(self) -> str:
+        return f"BatchRandomErasing({self.recipe!r}, p={self.p}, scale={self.scale}, ratio={self.ratio})"
+
+
 def _batched(padding: int | None, flip: bool) -> RecipeBuilder:
     def build(spec: TransformSpec) -> Transform:
         pad = int(spec.options.get("padding", 4)) if padding is None else padding
-        return BatchPadCropFlip(pad, flip, spec.mean, spec.std)
+        recipe = BatchPadCropFlip(pad, flip, spec.mean, spec.std)
+        p = erase_probability(spec)
+        return BatchRandomErasing(recipe, p) if p > 0 else recipe
 
     return build
 
@@ -522,3 +715,79 @@ BATCHED_AUGMENTATIONS["none"] = _batched(0, False)
 BATCHED_AUGMENTATIONS["flip"] = _batched(0, True)
 BATCHED_AUGMENTATIONS["pad_crop"] = _batched(None, False)
 BATCHED_AUGMENTATIONS["pad_crop_flip"] = _batched(None, True)
+
+
+# ---------------------------------------------------------------------------
+# batch mixing (in the training step)
+
+
+class BatchMix:
+    """mixup and CutMix of a normalised training batch, with seeded draws.
+
+    mixup (Zhang et al. 2017, arXiv:1710.09412) replaces the batch by ``lam * x + (1 - lam) * x'`` and
+    the one-hot targets likewise, with ``lam ~ Beta(alpha, alpha)``; CutMix (Yun et al. 2019,
+    arXiv:1905.04899) pastes a box of ``x'`` into ``x`` and weights the targets by the areas. Here
+    ``x'`` is the batch rolled by one (torchvision's pairing; the loader's order is shuffled). The work
+    is torchvision's ``v2.MixUp`` / ``v2.CutMix``, chosen with equal odds by ``v2.RandomChoice`` when
+    both are on (timm's ``switch_prob=0.5``); a batch is mixed at all with probability ``prob``.
+
+    Every draw (whether to mix, which of the two, ``lam``, the box) comes from the CPU generator
+    ``torch.default_generator`` forked and seeded with ``seed`` for this call, so the global stream is
+    left as it was and a batch's mixing is a pure function of its seed.
+
+    Args:
+        num_classes: classes of the one-hot targets.
+        mixup_alpha: mixup's Beta parameter (0: no mixup).
+        cutmix_alpha: CutMix's Beta parameter (0: no CutMix).
+        prob: probability that a batch is mixed.
+    """
+
+    def __init__(self, num_classes: int, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
+                 prob: float = 1.0) -> None:
+        for name, value in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number >= 0 (0: off), got {value!r}")
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"prob must be in [0, 1], got {prob!r}")
+        self.num_classes = int(num_classes)
+        self.mixup_alpha, self.cutmix_alpha, self.prob = float(mixup_alpha), float(cutmix_alpha), float(prob)
+        steps: list[Any] = []
+        if self.mixup_alpha > 0:
+            steps.append(v2.MixUp(alpha=self.mixup_alpha, num_classes=self.num_classes))
+        if self.cutmix_alpha > 0:
+            steps.append(v2.CutMix(alpha=self.cutmix_alpha, num_classes=self.num_classes))
+        self.mix: Any = None if not steps else steps[0] if len(steps) == 1 else v2.RandomChoice(steps)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any batch can be mixed."""
+        return self.mix is not None and self.prob > 0
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mixes a batch.
+
+        Args:
+            x: float images ``(B, C, H, W)``, on any device.
+            y: int64 labels ``(B,)``.
+            seed: seed of this batch's draws; ``None`` draws from the global CPU RNG.
+
+        Returns:
+            ``(images (B, C, H, W), targets)``: float32 ``(B, num_classes)`` probabilities when the
+            batch was mixed, else ``x`` and ``y`` unchanged.
+        """
+        if not self.enabled:
+            return x, y
+        if seed is None:
+            return self._mix(x, y)
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(int(seed))
+            return self._mix(x, y)
+
+    def _mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.prob < 1.0 and float(torch.rand(())) >= self.prob:
+            return x, y
+        return self.mix(x, y)
+
+    def __repr__(self) -> str:
+        return (f"BatchMix(num_classes={self.num_classes}, mixup_alpha={self.mixup_alpha}, "
+                f"cutmix_alpha={self.cutmix_alpha}, prob={self.prob})")

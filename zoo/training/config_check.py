@@ -484,6 +484,7 @@ def _check_data(c: _Checker) -> None:
     c.check("data.device", _DEVICE, "cuda", required=False, null="the trainer's device",
             note=lambda v: "write 'cuda'" if isinstance(v, str) and v.strip().lower() == "gpu" else None)
     c.check("data.root", _string(nonempty=False), "../shared/data", null="the default data folder")
+    _check_augment_options(c)
 
 
 def _check_optim(c: _Checker) -> None:
@@ -523,6 +524,23 @@ def _check_sched(c: _Checker) -> None:
     c.check(s + "pct_start", _number(0, 1, lo_open=True, hi_open=True), 0.3, required=False)
     c.check(s + "patience", _int(0), 5, required=False)
     c.check(s + "factor", _number(0, 1, lo_open=True, hi_open=True), 0.1, required=False)
+
+
+def _noted(kind: _Kind, words: str = "0: off") -> _Kind:
+    """``kind`` with a note added to its words, e.g. ``a number >= 0 (0: off)``."""
+    return _Kind(f"{kind.allowed} ({words})", kind.accept, kind.types)
+
+
+def _check_augment_options(c: _Checker) -> None:
+    """The options of the augmentation policies and of random erasing in ``data.augment_kwargs``."""
+    k = "data.augment_kwargs."
+    c.check(k + "erase_p", _noted(_number(0, 1)), 0.25, required=False)
+    c.check(k + "num_ops", _int(0), 2, required=False)
+    bins = c.check(k + "num_magnitude_bins", _int(2), 31, required=False)
+    top = bins - 1 if _is_int(bins) else 30
+    c.check(k + "magnitude", _noted(_int(0, top), f"below num_magnitude_bins={top + 1}"), min(9, top), required=False)
+    c.check(k + "flip", _bool(), False, required=False)
+    c.check(k + "crop", _choice("pad", "resized", "none"), "pad", required=False)
 
 
 def _check_callbacks(c: _Checker) -> None:
