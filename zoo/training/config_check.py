@@ -531,6 +531,25 @@ def _noted(kind: _Kind, words: str = "0: off") -> _Kind:
     return _Kind(f"{kind.allowed} ({words})", kind.accept, kind.types)
 
 
+def _check_recipes(c: _Checker) -> None:
+    """The training recipes, each optional (absent: off): ``ema``, ``mixup``, ``cutmix``, ``mix_prob``."""
+    groups = {"ema": ("ema.enabled=true", "{enabled, decay, warmup}"), "mixup": ("mixup.alpha=0.2", "{alpha}"),
+              "cutmix": ("cutmix.alpha=1.0", "{alpha}")}
+    for group, (example, keys) in groups.items():
+        value = c.read(group, f"a mapping {keys}", example, required=False, plain=False)
+        if value is _ABSENT or value is None or isinstance(value, DictConfig):
+            continue
+        c.problems.append(f"{group}={_plain(value)!r}: a mapping {keys} is needed{_hint(_plain(value), _mapping())}; "
+                          f"e.g. {example}")
+    c.check("ema.enabled", _bool(), True, required=False)
+    c.check("ema.decay", _number(0, 1, hi_open=True), 0.9998, required=False,
+            note=_refuse(**{"1": "1 would never move the average", "1.0": "1 would never move the average"}))
+    c.check("ema.warmup", _bool(), True, required=False)
+    c.check("mixup.alpha", _noted(_number(0)), 0.2, required=False)
+    c.check("cutmix.alpha", _noted(_number(0)), 1.0, required=False)
+    c.check("mix_prob", _number(0, 1), 1.0, required=False)
+
+
 def _check_augment_options(c: _Checker) -> None:
     """The options of the augmentation policies and of random erasing in ``data.augment_kwargs``."""
     k = "data.augment_kwargs."
@@ -585,6 +604,7 @@ def validate_config(cfg: DictConfig) -> None:
     for name, example, check in _GROUPS:
         if c.group(name, example):
             check(c)
+    _check_recipes(c)
     _check_callbacks(c)  # an optional group: callbacks=none leaves it empty
     if c.group("model", "model=lenet5"):
         _check_model(c)

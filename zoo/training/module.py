@@ -12,12 +12,77 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ConstantLR, CosineAnnealingLR, LinearLR, LRScheduler, OneCycleLR
+from torch.optim.swa_utils import AveragedModel
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-__all__ = ["ClassificationModule", "DivergenceError"]
+from zoo.data.base import batch_seed
+from zoo.data.transforms import BatchMix
+
+__all__ = ["ClassificationModule", "DivergenceError", "ema_decay", "make_ema"]
 
 log = logging.getLogger(__name__)
+
+#: salt of the mixing seeds, so that a batch's mixing draws differ from its augmentation draws.
+_MIX_SALT = 0x6D69785F73656564  # "mix_seed"
+
+
+def ema_decay(decay: float, updates: int, warmup: bool) -> float:
+    """The EMA decay of the update that follows ``updates`` earlier ones.
+
+    With ``warmup`` it is ``min(decay, (1 + updates) / (10 + updates))``, the ramp of TensorFlow's
+    ``ExponentialMovingAverage(num_updates=...)`` that timm's ``ModelEmaV2``/``V3`` users know: the
+    average follows the weights closely early on, when they move fast, and settles at ``decay``
+    (0.9998 is reached after about 45,000 updates). Without it the decay is ``decay`` throughout.
+
+    Args:
+        decay: the target decay, in [0, 1).
+        updates: the number of earlier updates (``AveragedModel.n_averaged``, the first of which copied
+            the weights).
+        warmup: ramp the decay up.
+
+    Returns:
+        The decay in [0, ``decay``].
+    """
+    return min(decay, (1 + updates) / (10 + updates)) if warmup else decay
+
+
+def make_ema(model: nn.Module, decay: float, warmup: bool = True) -> AveragedModel:
+    """An exponential moving average of ``model``'s weights: ``torch.optim.swa_utils.AveragedModel``.
+
+    The averaged copy is a deep copy of ``model``, not attached to it (the model stays a plain module,
+    with no hooks). Each :meth:`AveragedModel.update_parameters` call after the first (which copies the
+    weights) moves every parameter and every floating-point buffer (BatchNorm's running mean and
+    variance) towards the model's: ``ema = lerp(ema, current, 1 - d)`` with ``d =``
+    :func:`ema_decay` (``decay``, ``n_averaged``, ``warmup``), as timm's ``ModelEmaV3`` averages them;
+    integer buffers (BatchNorm's ``num_batches_tracked``) are copied. The copy does not require gradients.
+
+    Args:
+        model: the network.
+        decay: the EMA decay, in [0, 1).
+        warmup: ramp the decay up (see :func:`ema_decay`).
+
+    Returns:
+        The ``AveragedModel`` (``.module`` is the averaged network; ``n_averaged`` counts the updates).
+
+    Raises:
+        ValueError: for a decay outside [0, 1).
+    """
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= float(decay) < 1.0:
+        raise ValueError(f"ema.decay={decay!r}: a number in [0, 1) is needed; e.g. ema.decay=0.9998")
+    decay = float(decay)
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor | int) -> None:
+        if averaged[0].is_floating_point() or averaged[0].is_complex():
+            d = ema_decay(decay, int(n_averaged), bool(warmup))
+            torch._foreach_lerp_(averaged, current, 1.0 - d)
+        else:  # integer buffers (num_batches_tracked): copied, not averaged
+            torch._foreach_copy_(averaged, current)
+
+    ema = AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+    ema.requires_grad_(False)
+    return ema
 
 
 class DivergenceError(FloatingPointError):
@@ -66,6 +131,17 @@ class ClassificationModule(pl.LightningModule):
             ``{"mode": "max-autotune"}``). The compiled callable is kept beside the model, not
             as a submodule, so checkpoints hold the plain model's keys (no ``_orig_mod.``
             prefix) and resume with or without compile.
+        ema_decay: keep an exponential moving average of the weights with this decay (``None``: none;
+            see :func:`make_ema`). It is updated after every optimizer step, validation and test run
+            on it, and it is saved in the checkpoints (``ema.module.*``, ``ema.n_averaged``).
+        ema_warmup: ramp the EMA's decay up (see :func:`ema_decay`).
+        mixup_alpha: mixup's Beta parameter (0: off), see :class:`zoo.data.transforms.BatchMix`.
+        cutmix_alpha: CutMix's Beta parameter (0: off).
+        mix_prob: probability that a training batch is mixed. The loss of a mixed batch is taken
+            against the mixed (soft) targets; the training accuracy is counted against each image's
+            own label (the one with weight ``lam``), so under mixing it measures agreement with the
+            dominant label only and is not comparable with an unmixed run's. Each batch's draws
+            are seeded from ``(mix seed, epoch, batch)``, so a resumed run mixes as the straight one.
     """
 
     def __init__(
@@ -78,6 +154,11 @@ class ClassificationModule(pl.LightningModule):
         aux_weight: float = 0.3,
         channels_last: bool = False,
         compile: bool | Mapping[str, Any] = False,
+        ema_decay: float | None = None,
+        ema_warmup: bool = True,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        mix_prob: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"])
@@ -85,14 +166,25 @@ class ClassificationModule(pl.LightningModule):
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
+        #: the exponential moving average of the weights (``None``: off); a sibling of ``model``.
+        self.ema: AveragedModel | None = make_ema(model, ema_decay, ema_warmup) if ema_decay is not None else None
         self._run: Callable[..., Any] = model
         self._run_train: Callable[..., Any] | None = getattr(model, "forward_train", None)
+        options = dict(compile) if isinstance(compile, Mapping) else {}
         if compile:
-            options = dict(compile) if isinstance(compile, Mapping) else {}
             # Not registered as a submodule (object.__setattr__): the state_dict stays the model's own.
             object.__setattr__(self, "_run", torch.compile(model, **options))
             if self._run_train is not None:
                 object.__setattr__(self, "_run_train", torch.compile(model.forward_train, **options))
+        # Validation and test run on the EMA's weights when there is one; kept beside the modules
+        # (object.__setattr__), so that the state_dict gains no second copy of them.
+        run_eval: Callable[..., Any] = self._run
+        if self.ema is not None:
+            run_eval = torch.compile(self.ema.module, **options) if compile else self.ema.module
+        object.__setattr__(self, "_run_eval", run_eval)
+        self.mixer = BatchMix(num_classes, mixup_alpha, cutmix_alpha, mix_prob)
+        #: base seed of the mixing draws (``None``: the run seed, when the first batch is mixed); checkpointed.
+        self.mix_seed: int | None = None
         self.optimizer_factory = optimizer
         self.sched_cfg = dict(scheduler or {})
         self.num_classes = num_classes
@@ -120,11 +212,19 @@ class ClassificationModule(pl.LightningModule):
         self._step_loss: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Returns logits; a 5-D batch ``(B, n_crops, C, H, W)`` gets crop-averaged logits."""
+        """Returns logits of the trained weights; a 5-D batch ``(B, n_crops, C, H, W)`` gets crop-averaged logits."""
+        return self._logits(self._run, x)
+
+    def _logits(self, run: Callable[..., Any], x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 5:
             b, n = x.shape[:2]
-            return self._run(self._memory_format(x.flatten(0, 1))).view(b, n, -1).mean(1)  # (B, K)
-        return self._run(x)
+            return run(self._memory_format(x.flatten(0, 1))).view(b, n, -1).mean(1)  # (B, K)
+        return run(x)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The network that validation and test run: the EMA's copy when there is one, else ``model``."""
+        return self.ema.module if self.ema is not None else self.model
 
     def _memory_format(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` in channels-last memory format when ``channels_last`` is set and ``x`` is 4-D."""
@@ -133,15 +233,24 @@ class ClassificationModule(pl.LightningModule):
     def _ce(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
 
+    def _mix_batch_seed(self, batch_idx: int) -> int:
+        """The seed of batch ``batch_idx``'s mixing draws in this epoch, from :attr:`mix_seed`."""
+        if self.mix_seed is None:
+            self.mix_seed = (int(torch.initial_seed()) ^ _MIX_SALT) % 2**63
+        return batch_seed(self.mix_seed, int(self.current_epoch), int(batch_idx))
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
+        target = y
+        if self.mixer.enabled:
+            x, target = self.mixer(x, y, self._mix_batch_seed(batch_idx))  # soft targets when mixed
         x = self._memory_format(x)
         if self.use_aux and self._run_train is not None:
             logits, aux = self._run_train(x)
-            loss = self._ce(logits, y) + self.aux_weight * sum(self._ce(a, y) for a in aux)
+            loss = self._ce(logits, target) + self.aux_weight * sum(self._ce(a, target) for a in aux)
         else:
             logits = self._run(x)
-            loss = self._ce(logits, y)
+            loss = self._ce(logits, target)
         self._step_loss = loss.detach()
         # Metrics are only accumulated here (update, not forward: no per-batch value is computed)
         # and logged once per epoch; the loss alone is logged every log_every_n_steps. Logging a
@@ -171,7 +280,7 @@ class ClassificationModule(pl.LightningModule):
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
         x, y = batch
-        logits = self(self._memory_format(x))
+        logits = self._logits(self._run_eval, self._memory_format(x))
         loss = F.cross_entropy(logits, y)
         getattr(self, f"{stage}_loss").update(loss)
         getattr(self, f"{stage}_acc").update(logits, y)
@@ -215,6 +324,23 @@ class ClassificationModule(pl.LightningModule):
             if not bool(torch.isfinite(loss)):
                 self._diverged("loss", "train/loss_step", float(loss))
             self._diverged("gradients", "train/grad_norm", float(total - loss.float()))
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """Lightning's optimizer step, then the EMA's update (before any callback sees the step, so a
+        checkpoint written at this step's end holds the updated average)."""
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Saves the mixing seed (the EMA is in the ``state_dict``)."""
+        if self.mix_seed is not None:
+            checkpoint["mix_seed"] = int(self.mix_seed)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restores the mixing seed, so that a resumed run mixes its batches as the straight run."""
+        if "mix_seed" in checkpoint:
+            self.mix_seed = int(checkpoint["mix_seed"])
 
     def _diverged(self, what: str, key: str, value: float) -> None:
         """Writes the non-finite value to the loggers (NaN shows as NaN), then raises :class:`DivergenceError`."""

@@ -36,7 +36,8 @@ from zoo.training.module import ClassificationModule, DivergenceError
 from zoo.training.records import RunFolder, config_changes
 from zoo.weights import save_weights
 
-__all__ = ["train", "resolve_ckpt_path", "check_input", "TrainingDiverged", "data_facts", "model_kwargs"]
+__all__ = ["train", "resolve_ckpt_path", "check_input", "TrainingDiverged", "data_facts", "model_kwargs",
+           "recipe_options"]
 
 log = logging.getLogger("zoo.train")
 
@@ -128,6 +129,49 @@ RESUME_IGNORED = (
     "trainer.check_val_every_n_epoch", "trainer.deterministic", "trainer.min_epochs", "data.device",
     "channels_last", "compile",
 )
+
+
+#: Values of the training-recipe keys that a config written before they existed stands for (all off), so
+#: that checkpoints of older runs still resume: an absent key of the saved config is read as this value.
+RECIPE_DEFAULTS: dict[str, Any] = {
+    "ema.enabled": False, "ema.decay": 0.9998, "ema.warmup": True, "mixup.alpha": 0.0, "cutmix.alpha": 0.0,
+    "mix_prob": 1.0, "trainer.accumulate_grad_batches": 1,
+}
+
+
+def _with_recipe_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with every absent key of :data:`RECIPE_DEFAULTS` set to its value (a copy; nested dicts)."""
+    import copy
+
+    out = copy.deepcopy(config)
+    for dotted, value in RECIPE_DEFAULTS.items():
+        *parents, last = dotted.split(".")
+        node = out
+        for part in parents:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):  # a malformed saved config: left as it is, the comparison tells
+                break
+        else:
+            node.setdefault(last, value)
+    return out
+
+
+def recipe_options(cfg: DictConfig) -> dict[str, Any]:
+    """The training-recipe keywords of :class:`ClassificationModule` from the config (absent keys: off).
+
+    Returns:
+        ``{"ema_decay": float | None, "ema_warmup": bool, "mixup_alpha": float, "cutmix_alpha": float,
+        "mix_prob": float}``; ``ema_decay`` is ``None`` unless ``ema.enabled`` is true.
+    """
+    def get(key: str) -> Any:
+        value = OmegaConf.select(cfg, key, default=None)
+        return RECIPE_DEFAULTS[key] if value is None else value
+
+    return {"ema_decay": float(get("ema.decay")) if bool(get("ema.enabled")) else None,
+            "ema_warmup": bool(get("ema.warmup")), "mixup_alpha": float(get("mixup.alpha")),
+            "cutmix_alpha": float(get("cutmix.alpha")), "mix_prob": float(get("mix_prob"))}
 
 
 def _compile_options(value: Any) -> bool | dict[str, Any]:
@@ -241,6 +285,13 @@ def plan_resume(ckpt_file: str, cfg: DictConfig, module: ClassificationModule,
             f"model={meta['model']} to resume it, or give the checkpoint of a {name} run")
     own = module.state_dict()
     theirs = ckpt["state_dict"]
+    own_ema, their_ema = (any(k.startswith("ema.") for k in sd) for sd in (own, theirs))
+    if own_ema != their_ema:
+        was, now = ("true", "false") if their_ema else ("false", "true")
+        raise CheckpointError(
+            f"checkpoint {ckpt_file} was written with ema.enabled={was}, but this run has ema.enabled={now}: an "
+            f"average of the weights cannot be {'dropped' if their_ema else 'started'} in the middle of a run. Resume "
+            f"with ema.enabled={was}, or start a new run without ckpt_path")
     missing = [k for k in own if k not in theirs]
     wrong = [f"{k} {tuple(theirs[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
              if k in theirs and hasattr(theirs[k], "shape") and tuple(theirs[k].shape) != tuple(v.shape)]
@@ -254,7 +305,7 @@ def plan_resume(ckpt_file: str, cfg: DictConfig, module: ClassificationModule,
     if not isinstance(old_cfg, dict):
         log.warning("checkpoint %s has no saved config: changed settings cannot be checked", ckpt_file)
         return {}, {}
-    changes = config_changes(old_cfg, run_config, ignore=RESUME_IGNORED)
+    changes = config_changes(_with_recipe_defaults(old_cfg), run_config, ignore=RESUME_IGNORED)
     honoured: dict[str, Any] = {}
     refused = []
     sched = dict(run_config.get("sched") or {})
@@ -493,6 +544,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         aux_weight=float(cfg.loss.aux_weight),
         channels_last=bool(cfg.get("channels_last") or False),
         compile=_compile_options(cfg.get("compile")),
+        **recipe_options(cfg),
     )
     run_config = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(run_config, dict)
@@ -534,6 +586,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "val/acc_best": _val_acc_best(module, fit_metrics),
             "train_seconds": round(seconds, 2),
             "best_checkpoint": best or None,
+            # validation, the checkpoints' choice, the test and model.safetensors use the EMA's weights
+            "ema": module.ema is not None,
             "tested_on": tested_on,
             "resumed_from": ckpt_path,
             "segment": segment["index"],
@@ -583,8 +637,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                                f"was run. results.json records status 'diverged'.", results)
     trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=True)
     test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-    # The tested weights (trainer.test loaded the best checkpoint into the module) as a plain weights file.
-    save_weights(module.model, folder.checkpoints / "model.safetensors", name=str(cfg.model.get("name")),
+    # The tested weights (trainer.test loaded the best checkpoint into the module) as a plain weights file:
+    # the EMA's when it is on, as the test ran on them.
+    save_weights(module.eval_model, folder.checkpoints / "model.safetensors", name=str(cfg.model.get("name")),
                  kwargs=metadata["model_kwargs"], classes=[str(c) for c in getattr(datamodule, "classes", None) or []]
                  or None,
                  input_size=[facts["in_chans"], facts["image_size"], facts["image_size"]],
