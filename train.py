@@ -9,51 +9,26 @@ Examples:
 
 Every run writes results.json, checkpoints/ (best and last.ckpt), csv/ logs and train.log in its
 run directory under outputs/.
+
+The Hydra entry point lives in the package (zoo/train.py), shared with `zoo train <overrides>`; this
+script runs it on the configs/ beside it. Exit codes: 0 completed, 2 bad input (config, data,
+checkpoint, run folder), 3 diverged.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 os.environ.setdefault("ZOO_ROOT", str(ROOT))
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-log = logging.getLogger("zoo.train")
+from zoo.train import main as _main  # noqa: E402  (after ZOO_ROOT: it imports hydra)
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    """Runs one configured training; returns test accuracy (for Hydra sweepers).
-
-    Exit codes: 0 completed, 2 bad input (config, data, checkpoint, run folder), 3 diverged.
-    """
-    from zoo.data import DatasetNotFoundError
-    from zoo.ops.shape import InputTooSmallError
-    from zoo.training import CheckpointError, train
-    from zoo.training.config_check import ConfigError
-    from zoo.training.records import RunExistsError
-    from zoo.training.run import TrainingDiverged
-
-    try:
-        results = train(cfg)
-    except (ConfigError, CheckpointError, DatasetNotFoundError, InputTooSmallError, RunExistsError) as e:
-        log.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except TrainingDiverged as e:
-        log.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(3)
-    acc = results["test/acc"]
-    print(f"test/acc: {acc:.4f}" if acc is not None else "test/acc: n/a")
-    print(f"run dir: {results['run_dir']}")
-    return acc
+def main() -> None:
+    """Runs ``zoo.train.main`` with this checkout's ``configs/`` and the command line's overrides."""
+    _main(configs=ROOT / "configs")
 
 
 if __name__ == "__main__":
