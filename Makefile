@@ -13,6 +13,7 @@ JOBS   ?= auto
 help:
 	@echo "make train [ARGS='model=... data=...']  train (default: LeNet-5 on digits)"
 	@echo "make test                               run the test suite"
+	@echo "make install                            .venv with zoo[train] and the zoo command: $(BIN)/zoo --help"
 	@echo "make test-export                        export every model with every exporter and check it"
 	@echo "make table [ARGS='--only lenet5*']      run the README table's presets over seeds 0,1,2 into results/runs"
 	@echo "make results                            regenerate the README results table from results/runs"
