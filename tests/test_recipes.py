@@ -134,6 +134,8 @@ def test_ema_run_validates_tests_and_exports_the_average(tmp_path: Path) -> None
     assert _metric_rows(run, "val/acc")[-1] == pytest.approx(_accuracy(ema_model, *val), abs=1e-6)
     tested = zoo.load_checkpoint(run)  # model.safetensors: the average of the best checkpoint
     assert res["test/acc"] == pytest.approx(_accuracy(tested, dm.test_set.images, dm.test_set.targets), abs=1e-6)
+    from_ckpt = zoo.load_checkpoint(res["best_checkpoint"])  # a .ckpt of an EMA run gives the average too
+    assert all(torch.equal(from_ckpt.state_dict()[k], averaged[k]) for k in averaged)
 
     with pytest.raises(CheckpointError, match=r"ema\.enabled=true, but this run has ema\.enabled=false"):
         train(make_cfg(tmp_path / "other", ["trainer.max_epochs=3", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"]))

@@ -124,3 +124,19 @@ def test_speed_options_are_checked(tmp_path, override, key):
     with pytest.raises(ConfigError) as err:
         train(make_cfg(tmp_path, [override]))
     assert key in str(err.value)
+
+
+def test_state_dict_holds_the_weights_once_and_old_checkpoints_still_resume(tmp_path):
+    """The model's runner is not a submodule: the checkpoint's state_dict has ``model.*`` keys only. A checkpoint
+    written when it held a second copy under ``_run.*`` still resumes, to the same weights."""
+    run = tmp_path / "run"
+    res = train(make_cfg(run, ["trainer.max_epochs=1"]))
+    last = run / "checkpoints" / "last.ckpt"
+    ckpt = load_checkpoint_file(last)
+    assert ckpt["state_dict"] and not [k for k in ckpt["state_dict"] if k.startswith("_run.")]
+    ckpt["state_dict"].update({"_run." + k[len("model."):]: v for k, v in ckpt["state_dict"].items()
+                               if k.startswith("model.")})
+    old = tmp_path / "old.ckpt"
+    torch.save(ckpt, old)
+    resumed = train(make_cfg(tmp_path / "resumed", ["trainer.max_epochs=2", f"ckpt_path={old}"]))
+    assert resumed["epochs"] == 2 and res["epochs"] == 1

@@ -101,7 +101,8 @@ def _model_from_checkpoint(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     if not isinstance(meta, dict) or "model" not in meta:
         raise CheckpointError(f"checkpoint {path} has no record of its model (no 'zoo' entry): it was not written by "
                               f"this project's train.py, so the model to build is unknown")
-    prefix = "model."
+    # A run with an EMA of the weights validated and tested the average (``ema.module.``): it is the trained model.
+    prefix = "ema.module." if any(k.startswith("ema.module.") for k in ckpt["state_dict"]) else "model."
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     kwargs = {k: v for k, v in dict(meta.get("model_kwargs") or {}).items() if k != "name"}
     model = create_model(meta["model"], **kwargs)

@@ -168,11 +168,13 @@ class ClassificationModule(pl.LightningModule):
         self.model = model
         #: the exponential moving average of the weights (``None``: off); a sibling of ``model``.
         self.ema: AveragedModel | None = make_ema(model, ema_decay, ema_warmup) if ema_decay is not None else None
-        self._run: Callable[..., Any] = model
+        # The callables that run the model are kept beside it, never registered as submodules
+        # (object.__setattr__): the state_dict holds the model's weights once, under ``model.``.
+        self._run: Callable[..., Any]
+        object.__setattr__(self, "_run", model)
         self._run_train: Callable[..., Any] | None = getattr(model, "forward_train", None)
         options = dict(compile) if isinstance(compile, Mapping) else {}
         if compile:
-            # Not registered as a submodule (object.__setattr__): the state_dict stays the model's own.
             object.__setattr__(self, "_run", torch.compile(model, **options))
             if self._run_train is not None:
                 object.__setattr__(self, "_run_train", torch.compile(model.forward_train, **options))
@@ -338,7 +340,16 @@ class ClassificationModule(pl.LightningModule):
             checkpoint["mix_seed"] = int(self.mix_seed)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restores the mixing seed, so that a resumed run mixes its batches as the straight run."""
+        """Restores the mixing seed, so that a resumed run mixes its batches as the straight run.
+
+        Checkpoints written before the model's runner was kept out of the ``state_dict`` hold every
+        weight a second time under ``_run.``; those keys are dropped (the ``model.`` ones are the same
+        tensors), so such checkpoints still resume.
+        """
+        state = checkpoint.get("state_dict")
+        if isinstance(state, dict):
+            for key in [k for k in state if k.startswith("_run.")]:
+                del state[key]
         if "mix_seed" in checkpoint:
             self.mix_seed = int(checkpoint["mix_seed"])
 
