@@ -215,3 +215,29 @@ def test_the_installed_console_script():
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split("\n")[1].startswith("resnet20 ") and "He et al." in r.stdout
+
+
+def test_installed_package_trains_outside_the_checkout(tmp_path):
+    """``pip install .`` (into a temporary folder), then ``zoo train`` in a folder outside the checkout: the configs
+    come from the package (pkg://zoo.configs) and the run is written under that folder's outputs/."""
+    import subprocess
+    import sys
+
+    site, work = tmp_path / "site", tmp_path / "work"
+    work.mkdir()
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
+                    str(site), str(root)], check=True, capture_output=True, timeout=600)
+    assert (site / "zoo" / "configs" / "train.yaml").is_file() and (site / "zoo" / "configs" / "model").is_dir()
+    env = {k: v for k, v in os.environ.items() if k not in ("ZOO_ROOT", "PYTHONPATH")}
+    env.update(PYTHONPATH=str(site), OMP_NUM_THREADS="1")
+    script = site / "bin" / "zoo"
+    cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "zoo.cli"]
+    out = subprocess.run([*cmd, "train", "debug=fdr", "model=lenet5"], cwd=work, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (results,) = list(work.glob("outputs/**/results.json"))
+    data = json.loads(results.read_text())
+    assert data["model"] == "lenet5" and data["status"] == "completed"
+    assert str(site) in subprocess.run([sys.executable, "-c", "import zoo; print(zoo.__file__)"], cwd=work, env=env,
+                                       capture_output=True, text=True).stdout

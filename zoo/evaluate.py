@@ -155,7 +155,7 @@ def _data_group(name: str) -> dict[str, Any]:
     """``configs/data/<name>.yaml`` of the project, unresolved (its ``${paths...}`` resolve against the run's)."""
     from omegaconf import OmegaConf
 
-    from zoo.train import config_dir
+    from zoo.configs import config_dir
 
     folder = config_dir() / "data"
     f = folder / f"{name}.yaml"

@@ -766,7 +766,9 @@ def update_readme(readme: str | Path, table: str) -> None:
 
 
 def _default_configs() -> Path:
-    return Path(__file__).resolve().parents[1] / "configs"
+    from zoo.configs import config_dir
+
+    return config_dir()
 
 
 def write_report(dirs: Sequence[str | Path], out: str | Path, configs_dir: str | Path | None = None,

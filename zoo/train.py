@@ -1,10 +1,10 @@
 """The Hydra entry point of training: ``python train.py <overrides>``, ``zoo train <overrides>`` and
 ``python -m zoo.train <overrides>`` all run :func:`main`.
 
-The configs are the project's ``configs/`` folder: ``$ZOO_ROOT/configs`` when ``ZOO_ROOT`` names a folder
-that has one, else the ``configs/`` beside the ``zoo`` package (the checkout this package is installed
-from). ``ZOO_ROOT`` is set to that folder unless it is set already, as ``train.py`` does, so that the
-configs' ``paths.root_dir`` (and with it ``outputs/``) is the project folder whatever the working directory.
+The configs are shipped inside the package (``zoo/configs``, Hydra's ``pkg://zoo.configs``), so an installed
+package trains in any folder: runs are written under ``./outputs``. ``$ZOO_ROOT/configs`` is used instead
+when ``ZOO_ROOT`` names a folder that holds one (``train.py`` sets it to its checkout, whose ``configs/`` is
+the package's), and runs are then written under ``$ZOO_ROOT/outputs``.
 
 Exit codes: 0 completed, 2 bad input (config, data, checkpoint, run folder), 3 diverged; Hydra's own
 errors (an override of an unknown group) exit with 1, as Hydra does.
@@ -21,38 +21,20 @@ from typing import Sequence
 import hydra
 from omegaconf import DictConfig
 
-__all__ = ["ConfigsNotFoundError", "config_dir", "main", "project_root", "run"]
+__all__ = ["ConfigsNotFoundError", "config_dir", "main", "run"]
 
 log = logging.getLogger("zoo.train")
 
-#: the folder that holds the ``zoo`` package (a checkout, or an editable install's source tree).
-PACKAGE_PARENT = Path(__file__).resolve().parents[1]
-
-
 class ConfigsNotFoundError(FileNotFoundError):
-    """Neither ``$ZOO_ROOT/configs`` nor the ``configs/`` beside the package exists."""
-
-
-def project_root() -> Path:
-    """The project folder that holds ``configs/``: ``$ZOO_ROOT`` if it has one, else the package's parent.
-
-    Raises:
-        ConfigsNotFoundError: if neither has a ``configs/train.yaml``.
-    """
-    env = os.environ.get("ZOO_ROOT")
-    candidates = ([Path(env).expanduser()] if env else []) + [PACKAGE_PARENT]
-    for root in candidates:
-        if (root / "configs" / "train.yaml").is_file():
-            return root.resolve()
-    where = " or ".join(str(c / "configs") for c in candidates)
-    raise ConfigsNotFoundError(
-        f"no training configs found (looked in {where}): zoo train needs the project's configs/ folder; "
-        f"point ZOO_ROOT at the checkout that holds it, e.g. ZOO_ROOT=/path/to/zoo zoo train model=lenet5")
+    """The configs folder named by ``configs=`` has no ``train.yaml``."""
 
 
 def config_dir() -> Path:
-    """``<project_root()>/configs``."""
-    return project_root() / "configs"
+    """The configs in use: ``$ZOO_ROOT/configs`` when ``ZOO_ROOT`` holds them, else the packaged ones
+    (:func:`zoo.configs.config_dir`)."""
+    from zoo.configs import config_dir as _config_dir
+
+    return _config_dir()
 
 
 def run(cfg: DictConfig) -> float | None:
@@ -95,16 +77,23 @@ def main(argv: Sequence[str] | None = None, *, configs: str | os.PathLike | None
 
     Raises:
         SystemExit: with status 2 or 3 from :func:`run`, or Hydra's for its own errors.
-        ConfigsNotFoundError: when no configs folder is found (only without ``configs``).
+        ConfigsNotFoundError: when ``configs`` has no ``train.yaml``.
     """
     if configs is None:
-        root = project_root()
-        configs = root / "configs"
-        os.environ.setdefault("ZOO_ROOT", str(root))
+        from zoo.configs import PACKAGED, packaged_dir
+
+        source = config_dir()
+        # The packaged configs are found through Hydra's package search path; runs are written under
+        # ZOO_ROOT when it is set (a checkout), else under the current folder (paths.root_dir is ".").
+        path = PACKAGED if source == packaged_dir() else str(source)
     else:
+        if not (Path(configs) / "train.yaml").is_file():
+            raise ConfigsNotFoundError(f"{configs} has no train.yaml: pass the folder that holds the training "
+                                       f"configs, e.g. configs=zoo/configs")
         os.environ.setdefault("ZOO_ROOT", str(Path(configs).resolve().parent))
+        path = str(Path(configs).resolve())
     # The task function is this module's run(): Hydra names the job after its module, "train", as before.
-    entry = hydra.main(version_base="1.3", config_path=str(Path(configs).resolve()), config_name="train")(run)
+    entry = hydra.main(version_base="1.3", config_path=path, config_name="train")(run)
     if argv is None and prog is None:
         entry()
         return

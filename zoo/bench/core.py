@@ -417,7 +417,7 @@ def machine_info(argv: Sequence[str] | None = None, device: str = "cpu") -> dict
 
 
 def project_root() -> Path:
-    """The project folder that holds ``configs/``: ``$ZOO_ROOT`` if it has one, else this checkout."""
+    """The folder runs are written under: ``$ZOO_ROOT`` if it holds ``configs/``, else the package's parent."""
     env = os.environ.get("ZOO_ROOT")
     if env and (Path(env) / "configs").is_dir():
         return Path(env).resolve()
@@ -443,11 +443,13 @@ def compose_train_config(overrides: Sequence[str], output_dir: str | os.PathLike
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
+    from zoo.configs import config_dir
+
     root = project_root()
     os.environ.setdefault("ZOO_ROOT", str(root))
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(root / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
