@@ -299,6 +299,39 @@ def _build(name: str, args: argparse.Namespace, input_shape: tuple[int, ...]) ->
     return zoo.create_model(name, **kwargs)
 
 
+def _trained_source(model: str) -> Path | None:
+    """``model`` as a trained model on disk (a run folder, a ``.ckpt`` or a ``.safetensors`` file), else ``None``."""
+    p = Path(model).expanduser()
+    if p.is_dir() or (p.is_file() and p.suffix in (".ckpt", ".safetensors")):
+        return p
+    return None
+
+
+def _load_trained(source: Path) -> tuple[nn.Module, tuple[int, ...] | None]:
+    """The trained model of a run folder, checkpoint or weights file, and the input size it was trained at
+    (from the weights' sidecar or the checkpoint's record; ``None`` when neither records one)."""
+    import json
+
+    import zoo
+    from zoo.trained import load_checkpoint_file
+
+    model = zoo.load_checkpoint(source)
+    sidecars = [source / "checkpoints" / "model.json"] if source.is_dir() else [source.with_suffix(".json")]
+    for sidecar in sidecars:
+        if sidecar.is_file():
+            size = json.loads(sidecar.read_text()).get("input_size")
+            if size:
+                return model, tuple(int(v) for v in size)
+    if source.suffix == ".ckpt":
+        meta = load_checkpoint_file(source).get("zoo") or {}
+        data = meta.get("data") or {}
+        if data.get("input_size"):
+            return model, tuple(int(v) for v in data["input_size"])
+        if data.get("image_size") and data.get("in_chans"):
+            return model, (int(data["in_chans"]), int(data["image_size"]), int(data["image_size"]))
+    return model, None
+
+
 def _default_input(name: str, small_input: bool) -> tuple[int, ...]:
     """The model's default input; with ``--small-input``, the same at 32 px."""
     import zoo
@@ -315,7 +348,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Export a registered model to TorchScript, torch.export (.pt2) or ONNX, "
                     "then load the file back and compare it with the eager model.",
     )
-    parser.add_argument("model", help="registered model name (zoo.list_models())")
+    parser.add_argument("model", help="registered model name (zoo.list_models()), or a trained model: a run folder "
+                                      "of train.py, a .ckpt checkpoint or a .safetensors weights file with its sidecar")
     parser.add_argument("--format", required=True, choices=FORMATS, help="export format")
     parser.add_argument("--weights", metavar="FILE", default=None,
                         help="weights to load, passed to zoo.create_model as weights=FILE "
@@ -356,15 +390,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         if missing:
             parser.exit(1, f"zoo.export: error: --format onnx needs {', '.join(missing)}: "
                            f"pip install {' '.join(missing)}\n")
-    path = Path(args.out) if args.out else Path(args.model)
+    trained = _trained_source(args.model)
+    stem = (trained.name if trained.is_dir() else trained.stem) if trained is not None else args.model
+    path = Path(args.out) if args.out else Path(stem)
     if not path.suffix:
         path = path.with_name(path.name + SUFFIXES[args.format])
     if args.format == "exported" and path.suffix != ".pt2":
         parser.error(f"--format exported writes a .pt2 file (torch.export.load reads no other); got --out {path}")
     try:
-        input_shape = (parse_input_shape(args.input) if args.input is not None
-                       else _default_input(args.model, args.small_input))
-        model = _build(args.model, args, input_shape)
+        if trained is not None:
+            from zoo.trained import CheckpointError
+            from zoo.weights import WeightsError
+
+            if args.weights is not None or args.num_classes is not None or args.small_input:
+                parser.error(f"{args.model} is a trained model: it brings its weights and layout; drop --weights, "
+                             f"--num-classes and --small-input")
+            try:
+                model, recorded = _load_trained(trained)
+            except (CheckpointError, WeightsError) as err:
+                parser.error(str(err))
+            input_shape = parse_input_shape(args.input) if args.input is not None else recorded
+            if input_shape is None:
+                parser.error(f"{args.model} records no input size; give one, e.g. --input 3,32,32")
+        else:
+            input_shape = (parse_input_shape(args.input) if args.input is not None
+                           else _default_input(args.model, args.small_input))
+            model = _build(args.model, args, input_shape)
     except (zoo.UnknownModelError, ModelArgumentError, ModelArgumentTypeError, ValueError) as err:
         parser.error(str(err))
     example = torch.randn((args.batch, *input_shape), generator=torch.Generator().manual_seed(0))
