@@ -319,6 +319,21 @@ class InMemoryLoader:
     only the epoch's order (once per epoch) and each batch's small draws are copied
     to the device, so the batches are those of the CPU whatever the device.
 
+    Under data-parallel training each process makes a loader with its ``rank`` and the
+    ``world_size`` (Lightning replaces the samplers of ``DataLoader`` objects only, so this
+    loader shards itself), and takes its share of every epoch as ``DistributedSampler``
+    does: the same order is drawn from ``(seed, epoch)`` on every rank; a shuffled
+    (training) order is padded with its own first indices to a multiple of
+    ``world_size`` and rank ``r`` takes every ``world_size``-th index from ``r`` on, so every
+    rank has the same number of samples and batches, the ranks' shares are disjoint but
+    for the at most ``world_size - 1`` padded repeats, and their union is the whole epoch.
+    Optimizer step ``i`` of all ranks together covers the samples that one process with
+    ``world_size`` times the batch size would take at its step ``i``. An unshuffled
+    (evaluation) order is split the same way without padding, so every sample is
+    evaluated exactly once (ranks may differ by one sample). Batch ``i`` of rank ``r``
+    draws its augmentation from ``(seed, epoch, i * world_size + r)``; with one process
+    every batch and draw is the one it always was.
+
     Args:
         dataset: the images and labels.
         batch_size: images per batch.
@@ -330,11 +345,19 @@ class InMemoryLoader:
             loader's own passes.
         device: where the batches are delivered; ``None``: where the dataset lives. A batch
             made elsewhere (a per-image recipe, whose images stay on the host) is moved there.
+        rank: this process's global rank (``trainer.global_rank``).
+        world_size: the number of processes (``trainer.world_size``); 1: the whole epoch.
     """
 
     def __init__(self, dataset: TensorImageDataset, batch_size: int, *, shuffle: bool, drop_last: bool = False,
                  seed: int | None = None, epoch_fn: Callable[[], int | None] | None = None,
-                 device: torch.device | str | None = None) -> None:
+                 device: torch.device | str | None = None, rank: int = 0, world_size: int = 1) -> None:
+        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+            raise ValueError(f"world_size must be an integer >= 1, got {world_size!r}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be an integer in [0, {world_size - 1}] (world_size={world_size}), "
+                             f"got {rank!r}")
+        self.rank, self.world_size = rank, world_size
         self.dataset = dataset
         self.device = torch.device(device) if device is not None else None
         self.batch_size = int(batch_size)
@@ -348,8 +371,36 @@ class InMemoryLoader:
         self._resume: dict[str, int] | None = None
 
     def __len__(self) -> int:
-        n, b = len(self.dataset), self.batch_size
+        n, b = self.num_samples, self.batch_size
         return n // b if self.drop_last else -(-n // b)
+
+    @property
+    def num_samples(self) -> int:
+        """The samples of one epoch on this rank: ``ceil(N / world_size)`` when shuffled (padded), else this
+        rank's share of ``range(N)``."""
+        n, w = len(self.dataset), self.world_size
+        if self.shuffle:
+            return -(-n // w)
+        return max(0, -(-(n - self.rank) // w))
+
+    def indices(self, epoch: int) -> torch.Tensor:
+        """This rank's samples of ``epoch`` in the order they are batched: ``(num_samples,)`` int64, on the CPU.
+
+        Args:
+            epoch: the epoch (its order is drawn from ``(seed, epoch)`` when shuffled).
+        """
+        if self.seed is None:
+            self.seed = int(torch.initial_seed()) % 2**63
+        n, w = len(self.dataset), self.world_size
+        if not self.shuffle:
+            return torch.arange(self.rank, n, w)
+        order = torch.randperm(n, generator=_generator(batch_seed(self.seed, epoch, -1)))  # (N,)
+        if w == 1:
+            return order
+        total = self.num_samples * w
+        if total > n:  # pad with the order's own first indices, as DistributedSampler does
+            order = torch.cat([order, order.repeat(-(-(total - n) // n))[: total - n]])
+        return order[self.rank:total:w]
 
     def _current_epoch(self) -> int:
         epoch = self._epoch_fn() if self._epoch_fn is not None else None
@@ -363,6 +414,12 @@ class InMemoryLoader:
         epoch, start = self._current_epoch(), 0
         if self._resume is not None and int(self._resume["epoch"]) == epoch:
             start = int(self._resume["position"])
+            saved = self._resume["world_size"]
+            if start and saved != self.world_size:
+                raise ValueError(
+                    f"the training loader's state was saved in the middle of epoch {epoch + 1} (after batch {start}) "
+                    f"by {saved} process(es), and this run has {self.world_size}: the ranks' shares of the epoch "
+                    f"differ, so a run resumes mid-epoch only with the same number of processes")
         self._resume = None
         self._passes += 1
         self.epoch, self.position = epoch, start
@@ -372,16 +429,16 @@ class InMemoryLoader:
         # per-image transform): the values are the same, and a recipe without augmentation skips it.
         tf = self.dataset.batch_transform
         random = bool(getattr(tf, "draws_random", True)) if tf is not None else self.dataset.transform is not None
+        w, r = self.world_size, self.rank
         order = None
-        if self.shuffle:  # drawn on the CPU, copied to the dataset's device once per epoch
-            order = torch.randperm(n, generator=_generator(batch_seed(self.seed, epoch, -1)))  # (N,)
-            order = _to(order, where)
+        if self.shuffle or w > 1:  # drawn on the CPU, copied to the dataset's device once per epoch
+            order = _to(self.indices(epoch), where)  # (num_samples,)
         for i in range(start, len(self)):
             if order is not None:
                 idx = order[i * b:(i + 1) * b]  # (B,)
             else:
                 idx = torch.arange(i * b, min(n, (i + 1) * b), device=where)
-            gen = _generator(batch_seed(self.seed, epoch, i)) if self.shuffle and random else None
+            gen = _generator(batch_seed(self.seed, epoch, i * w + r)) if self.shuffle and random else None
             x, y = self.dataset.batch(idx, generator=gen)
             if self.device is not None:  # a no-op when the batch is there already
                 x, y = _to(x, self.device), _to(y, self.device)
@@ -392,13 +449,20 @@ class InMemoryLoader:
         self.position += 1
 
     def state_dict(self) -> dict[str, int]:
-        """The epoch, the position within it and the seed."""
-        return {"epoch": int(self.epoch), "position": int(self.position), "seed": int(self.seed or 0)}
+        """The epoch, the position within it (batches of this rank; every rank is at the same one) and the seed;
+        under data-parallel training also the world size."""
+        state = {"epoch": int(self.epoch), "position": int(self.position), "seed": int(self.seed or 0)}
+        if self.world_size > 1:
+            state["world_size"] = int(self.world_size)
+        return state
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        """Resumes the epoch ``state["epoch"]`` at ``state["position"]`` on the next iteration."""
+        """Resumes the epoch ``state["epoch"]`` at ``state["position"]`` on the next iteration (a state without
+        a world size was saved by a single process). A mid-epoch position saved under another world size is
+        refused when the epoch starts (the ranks' shares differ)."""
         self.seed = int(state["seed"])
-        self._resume = {"epoch": int(state["epoch"]), "position": int(state["position"])}
+        self._resume = {"epoch": int(state["epoch"]), "position": int(state["position"]),
+                        "world_size": int(state.get("world_size", 1))}
 
 
 class EpochSeededDataLoader(DataLoader):
@@ -414,6 +478,13 @@ class EpochSeededDataLoader(DataLoader):
         seed: base seed; ``None`` takes ``torch.initial_seed()`` when first iterated.
         epoch_fn: returns the current epoch, or ``None`` to count passes.
         **kwargs: as for ``DataLoader`` (``generator`` is set here).
+
+    Under data-parallel training Lightning replaces its sampler with a ``DistributedSampler``
+    (``trainer.use_distributed_sampler``, on by default), re-creating this loader with the same
+    ``seed`` and ``epoch_fn``. The epoch's order is then the sampler's: drawn from the run seed
+    (``PL_GLOBAL_SEED``) and the epoch, which Lightning passes to ``set_epoch`` at every epoch
+    start, so it still depends on ``(seed, epoch)`` only; this loader's generator then seeds the
+    workers alone.
     """
 
     def __init__(self, *args: Any, seed: int | None = None, epoch_fn: Callable[[], int | None] | None = None,
@@ -595,13 +666,36 @@ class ImageDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return int(trainer.current_epoch) if trainer is not None else None
 
+    def _shard(self) -> tuple[int, int]:
+        """``(rank, world_size)`` of this process's share of the data: the attached trainer's global rank and
+        world size; ``(0, 1)`` without a trainer, or when its ``use_distributed_sampler`` is off (then every
+        process reads all of it)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        connector = getattr(trainer, "_accelerator_connector", None)
+        if not getattr(connector, "use_distributed_sampler", True):
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
+
     def _loader(self, dataset: Dataset | None, *, train: bool) -> Any:
+        """A ``DataLoader``. Under data-parallel training Lightning gives the training loader a
+        ``DistributedSampler`` (its order drawn from the run seed and the epoch, which Lightning sets at each
+        epoch start; padded so that every rank has the same number of batches); validation and test loaders get
+        an unrepeated one here, so that every image is evaluated exactly once (Lightning's would pad them)."""
         if dataset is None:
             raise RuntimeError(f"{self.name}: call setup() before asking for dataloaders")
         workers = self.num_workers
         kwargs: dict[str, Any] = {}
         if train:  # the epoch's order depends on (seed, epoch) only: see EpochSeededDataLoader
             kwargs = {"seed": self.loader_seed, "epoch_fn": self._epoch}
+        else:
+            rank, world_size = self._shard()
+            if world_size > 1:
+                from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+
+                kwargs = {"sampler": UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank,
+                                                                  shuffle=False)}
         return (EpochSeededDataLoader if train else DataLoader)(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
@@ -806,20 +900,24 @@ class InMemoryDataModule(ImageDataModule):
         self.data_device = device
 
     def _loader(self, dataset: Dataset | None, *, train: bool) -> InMemoryLoader:
-        """An :class:`InMemoryLoader`: batches are one tensor index, so there are no workers."""
+        """An :class:`InMemoryLoader`: batches are one tensor index, so there are no workers. Under data-parallel
+        training it takes this process's share of every epoch (the trainer's global rank and world size)."""
         if dataset is None:
             raise RuntimeError(f"{self.name}: call setup() before asking for dataloaders")
         if not isinstance(dataset, TensorImageDataset):
             raise TypeError(f"{self.name}: in-memory loaders need a TensorImageDataset, got {type(dataset).__name__}")
+        rank, world_size = self._shard()  # Lightning shards DataLoaders only: this loader shards itself
         if train:
             if self.loader_seed is None:
                 self.loader_seed = int(torch.initial_seed()) % 2**63
             self._train_loader = InMemoryLoader(dataset, self.batch_size, shuffle=True, drop_last=self.drop_last,
-                                                seed=self.loader_seed, epoch_fn=self._epoch, device=self.data_device)
+                                                seed=self.loader_seed, epoch_fn=self._epoch, device=self.data_device,
+                                                rank=rank, world_size=world_size)
             if getattr(self, "_resume_state", None):
                 self._train_loader.load_state_dict(self._resume_state)
             return self._train_loader
-        return InMemoryLoader(dataset, self.eval_batch_size, shuffle=False, device=self.data_device)
+        return InMemoryLoader(dataset, self.eval_batch_size, shuffle=False, device=self.data_device, rank=rank,
+                              world_size=world_size)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Counts the training batches that reach the training step: the loader's resume position."""

@@ -1,0 +1,193 @@
+"""Data-parallel training: the loaders' shards, tested without processes (loaders built with ``rank=0/1,
+world_size=2``)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.utilities.data import _replace_dunder_methods, _set_sampler_epoch
+from pytorch_lightning.trainer.states import RunningStage
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, TensorDataset
+
+from zoo.data import create_datamodule
+from zoo.data.base import EpochSeededDataLoader, ImageDataModule, InMemoryLoader, TensorImageDataset, batch_seed
+from zoo.data.transforms import BATCHED_AUGMENTATIONS, TransformSpec
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _ids(n: int) -> TensorImageDataset:
+    """``n`` tiny images whose label is their own index, so a batch's labels say which samples it holds."""
+    return TensorImageDataset(torch.zeros(n, 1, 2, 2, dtype=torch.uint8), torch.arange(n))
+
+
+def _loaders(dataset: TensorImageDataset, world_size: int, *, shuffle: bool = True, batch_size: int = 8,
+             drop_last: bool = False) -> list[InMemoryLoader]:
+    return [InMemoryLoader(dataset, batch_size, shuffle=shuffle, drop_last=drop_last, seed=1234,
+                           epoch_fn=lambda: None, rank=r, world_size=world_size) for r in range(world_size)]
+
+
+def _labels(loader: InMemoryLoader) -> list[int]:
+    """The samples of the loader's next epoch, in order (the labels are the indices)."""
+    return [int(v) for _, y in loader for v in y]
+
+
+# --------------------------------------------------------------------------- in-memory loaders
+
+
+@pytest.mark.parametrize("n,world_size", [(96, 2), (101, 2), (100, 3), (5, 4)])
+def test_training_shards_are_disjoint_cover_the_epoch_and_have_equal_batches(n, world_size):
+    loaders = _loaders(_ids(n), world_size)
+    for epoch in range(2):  # every loader counts its own passes: the epochs 0 and 1
+        shares = [_labels(loader) for loader in loaders]
+        total = -(-n // world_size) * world_size
+        assert {len(s) for s in shares} == {total // world_size}
+        assert len({len(loader) for loader in loaders}) == 1
+        everything = [i for s in shares for i in s]
+        assert set(everything) == set(range(n))  # the union is the whole epoch
+        # disjoint but for the padding: the first total - n samples of the epoch's order, seen twice
+        assert len(everything) - len(set(everything)) == total - n
+        # the shares are those of one order drawn from (seed, epoch): rank r takes every world_size-th index
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(batch_seed(1234, epoch, -1))).tolist()
+        padded = (order * (1 + total // n))[:total]
+        assert shares == [padded[r::world_size] for r in range(world_size)]
+
+
+def test_training_shards_change_with_the_epoch_and_a_step_of_all_ranks_is_one_big_batch():
+    n, b = 96, 8
+    loaders = _loaders(_ids(n), 2, batch_size=b)
+    single = InMemoryLoader(_ids(n), 2 * b, shuffle=True, seed=1234, epoch_fn=lambda: None)
+    for _ in range(2):
+        r0, r1, one = list(loaders[0]), list(loaders[1]), list(single)
+        for (_, y0), (_, y1), (_, y) in zip(r0, r1, one, strict=True):
+            # step i of the two ranks takes the samples of step i of one process with twice the batch
+            assert sorted(torch.cat([y0, y1]).tolist()) == sorted(y.tolist())
+    assert _labels(loaders[0]) != [int(v) for _, y in r0 for v in y]  # a new order in the next epoch
+
+
+def test_one_process_takes_the_whole_epoch_as_before():
+    """world_size=1 (the default) is the loader it always was: the order of (seed, epoch), batches in it."""
+    n, b = 101, 8
+    loader = InMemoryLoader(_ids(n), b, shuffle=True, seed=1234, epoch_fn=lambda: None)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(batch_seed(1234, 0, -1))).tolist()
+    assert _labels(loader) == order and len(loader) == 13
+    assert _labels(InMemoryLoader(_ids(n), b, shuffle=False)) == list(range(n))
+
+
+def test_augmentation_draws_differ_between_ranks_and_are_the_single_process_ones_for_rank_zero_of_one():
+    spec = TransformSpec(32, (0.5,), (0.5,), options={"padding": 4})
+    images = torch.randint(0, 256, (1, 1, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    ds = TensorImageDataset(images.expand(64, -1, -1, -1).clone(), torch.zeros(64, dtype=torch.int64), None,
+                            BATCHED_AUGMENTATIONS["pad_crop_flip"](spec))  # 64 copies of one image
+    x0, x1 = (next(iter(loader))[0] for loader in _loaders(ds, 2, batch_size=16))
+    assert not torch.equal(x0, x1)  # the same crops and flips on both ranks would be correlated augmentation
+    one = next(iter(InMemoryLoader(ds, 16, shuffle=True, seed=1234, epoch_fn=lambda: None)))[0]
+    assert torch.equal(one, ds.batch(torch.arange(16), generator=torch.Generator().manual_seed(
+        batch_seed(1234, 0, 0)))[0])
+
+
+@pytest.mark.parametrize("n", [101, 100])
+def test_evaluation_shards_hold_every_sample_exactly_once(n):
+    loaders = _loaders(_ids(n), 2, shuffle=False, batch_size=16)
+    shares = [_labels(loader) for loader in loaders]
+    assert shares == [list(range(0, n, 2)), list(range(1, n, 2))]  # no padding: each sample evaluated once
+    assert [len(loader) for loader in loaders] == [-(-len(s) // 16) for s in shares]
+
+
+def test_rank_and_world_size_are_checked():
+    with pytest.raises(ValueError, match="rank must be an integer in"):
+        InMemoryLoader(_ids(8), 4, shuffle=True, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="world_size must be an integer >= 1"):
+        InMemoryLoader(_ids(8), 4, shuffle=True, world_size=0)
+
+
+def test_a_rank_resumes_mid_epoch_at_its_own_position_bitwise():
+    n, b = 101, 8
+    straight = _loaders(_ids(n), 2, batch_size=b)[1]
+    expected = list(straight)
+    first = _loaders(_ids(n), 2, batch_size=b)[1]
+    it = iter(first)
+    for _ in range(3):
+        next(it)
+        first.mark_consumed()
+    state = first.state_dict()
+    assert state == {"epoch": 0, "position": 3, "seed": 1234, "world_size": 2}
+    assert InMemoryLoader(_ids(n), b, shuffle=True).state_dict() == {"epoch": 0, "position": 0, "seed": 0}
+    resumed = _loaders(_ids(n), 2, batch_size=b)[1]
+    resumed.load_state_dict(state)
+    rest = list(resumed)
+    assert len(rest) == len(expected) - 3
+    for (xa, ya), (xb, yb) in zip(rest, expected[3:], strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_a_mid_epoch_state_of_another_world_size_is_refused():
+    n, b = 101, 8
+    two = _loaders(_ids(n), 2, batch_size=b)[0]
+    it = iter(two)
+    next(it)
+    two.mark_consumed()
+    state = two.state_dict()
+    one = InMemoryLoader(_ids(n), b, shuffle=True, seed=1234, epoch_fn=lambda: None)
+    one.load_state_dict(state)
+    with pytest.raises(ValueError, match="resumes mid-epoch only with the same number of processes"):
+        next(iter(one))
+    # the state of an epoch that ended: the next epoch starts afresh under any world size
+    one.load_state_dict(state)
+    one._passes = 1  # the next epoch
+    assert len(list(one)) == len(one)
+
+
+def test_the_datamodule_gives_its_loaders_the_trainers_rank_and_world_size():
+    dm = create_datamodule("digits", batch_size=64)
+    dm.setup("fit")
+    connector = SimpleNamespace(use_distributed_sampler=True)
+    shares = []
+    for rank in (0, 1):
+        dm.trainer = SimpleNamespace(global_rank=rank, world_size=2, current_epoch=0, _accelerator_connector=connector)
+        train, val = dm.train_dataloader(), dm.val_dataloader()
+        assert (train.rank, train.world_size, val.rank, val.world_size) == (rank, 2, rank, 2)
+        shares.append(train.indices(0).tolist())
+    assert len(shares[0]) == len(shares[1]) == 629 and set(shares[0]) | set(shares[1]) == set(range(1257))
+    connector.use_distributed_sampler = False  # the user turned sharding off: every process reads everything
+    assert dm.train_dataloader().world_size == 1
+
+
+def test_streamed_loader_gets_lightnings_distributed_sampler_seeded_by_seed_and_epoch(monkeypatch):
+    """Lightning re-creates the EpochSeededDataLoader around a DistributedSampler; the order depends on the
+    run seed and the epoch (set_epoch); the evaluation loaders carry an unrepeated sampler of their own."""
+    monkeypatch.setenv("PL_GLOBAL_SEED", "7")
+    train_orders: dict[int, list[list[int]]] = {}
+    val_orders: dict[int, list[int]] = {}
+    for rank in (0, 1):
+        monkeypatch.setenv("LOCAL_RANK", str(rank))
+        trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False)
+        assert (trainer.global_rank, trainer.world_size) == (rank, 2)
+        dm = ImageDataModule(batch_size=8)
+        dm.train_set, dm.val_set = TensorDataset(torch.arange(101)), TensorDataset(torch.arange(51))
+        dm.trainer = trainer
+        with _replace_dunder_methods(DataLoader, "dataset"), _replace_dunder_methods(BatchSampler):
+            train, val = dm.train_dataloader(), dm.val_dataloader()  # as Lightning asks for them
+        train = trainer._data_connector._prepare_dataloader(train, shuffle=True, mode=RunningStage.TRAINING)
+        assert isinstance(train, EpochSeededDataLoader) and isinstance(train.sampler, DistributedSampler)
+        assert train._epoch_fn is not None and train.sampler.seed == 7 and len(train) == 7
+        assert trainer._data_connector._prepare_dataloader(val, shuffle=False, mode=RunningStage.VALIDATING) is val
+        val_orders[rank] = [int(v) for (x,) in val for v in x]
+        train_orders[rank] = []
+        for epoch in (0, 1, 0):
+            _set_sampler_epoch(train, epoch)  # what Lightning does at every epoch start
+            train_orders[rank].append([int(v) for (x,) in train for v in x])
+    for rank in (0, 1):
+        e0, e1, again = train_orders[rank]
+        assert e0 == again and e0 != e1  # an epoch's order depends on (seed, epoch) only
+    for epoch in (0, 1):
+        r0, r1 = train_orders[0][epoch], train_orders[1][epoch]
+        assert len(r0) == len(r1) == 51 and set(r0) | set(r1) == set(range(101))
+        assert len(set(r0) & set(r1)) == 1  # DistributedSampler pads 101 to 102
+    assert sorted(val_orders[0] + val_orders[1]) == list(range(51))  # each validation sample once
