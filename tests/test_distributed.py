@@ -1,8 +1,17 @@
-"""Data-parallel training: the loaders' shards, tested without processes (loaders built with ``rank=0/1,
-world_size=2``)."""
+"""Data-parallel training: the loaders' shards, the rank-0 records, and a real two-process run on the CPU.
+
+The sharding is tested without processes (loaders built with ``rank=0/1, world_size=2``), then once in a
+``python train.py trainer=ddp_sim`` run (two processes over gloo), whose test accuracy is compared with the
+accuracy of its best checkpoint over the whole test set, computed here in one process.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,6 +25,9 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, Tenso
 from zoo.data import create_datamodule
 from zoo.data.base import EpochSeededDataLoader, ImageDataModule, InMemoryLoader, TensorImageDataset, batch_seed
 from zoo.data.transforms import BATCHED_AUGMENTATIONS, TransformSpec
+from zoo.training.run import CheckpointError, _check_world_size, launched_as_rank_zero
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -143,6 +155,23 @@ def test_a_mid_epoch_state_of_another_world_size_is_refused():
     assert len(list(one)) == len(one)
 
 
+def test_the_driver_refuses_a_mid_epoch_checkpoint_of_another_world_size(tmp_path):
+    state = {"epoch": 0, "position": 1, "seed": 1234, "world_size": 2}
+    connector = SimpleNamespace(use_distributed_sampler=True)
+
+    def checkpoint(last_batch: bool) -> str:
+        path = tmp_path / f"{'end' if last_batch else 'mid'}.ckpt"
+        progress = {"epoch_loop.batch_progress": {"is_last_batch": last_batch}}
+        torch.save({"epoch": 0, "loops": {"fit_loop": progress},
+                    "DigitsDataModule": {"loader_seed": 1234, "train_loader": state}}, path)
+        return str(path)
+
+    with pytest.raises(CheckpointError, match=r"mid.ckpt was written in the middle of epoch 1 .* by 2 process"):
+        _check_world_size(checkpoint(False), SimpleNamespace(world_size=1, _accelerator_connector=connector))
+    _check_world_size(checkpoint(False), SimpleNamespace(world_size=2, _accelerator_connector=connector))
+    _check_world_size(checkpoint(True), SimpleNamespace(world_size=1, _accelerator_connector=connector))
+
+
 def test_the_datamodule_gives_its_loaders_the_trainers_rank_and_world_size():
     dm = create_datamodule("digits", batch_size=64)
     dm.setup("fit")
@@ -191,3 +220,146 @@ def test_streamed_loader_gets_lightnings_distributed_sampler_seeded_by_seed_and_
         assert len(r0) == len(r1) == 51 and set(r0) | set(r1) == set(range(101))
         assert len(set(r0) & set(r1)) == 1  # DistributedSampler pads 101 to 102
     assert sorted(val_orders[0] + val_orders[1]) == list(range(51))  # each validation sample once
+
+
+def test_rank_zero_is_read_from_the_launchers_variables(monkeypatch):
+    for key in ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    assert launched_as_rank_zero()
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert launched_as_rank_zero()
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a process Lightning started
+    assert not launched_as_rank_zero()
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("NODE_RANK", "1")  # the first process of the second node
+    assert not launched_as_rank_zero()
+    monkeypatch.delenv("NODE_RANK")
+    monkeypatch.setenv("SLURM_PROCID", "5")
+    assert not launched_as_rank_zero()
+
+
+# --------------------------------------------------------------------------- a real two-process run
+
+
+class ShardProbe(pl.Callback):
+    """Records, on each rank, the training and test samples its loaders hold, the samples of the batches that
+    reached the training step (the labels of each batch are checked against them), into ``probe-<rank>.json``.
+
+    Used by the ddp_sim run below (``+callbacks.probe._target_=test_distributed.ShardProbe``).
+    """
+
+    def __init__(self, out: str) -> None:
+        self.out = Path(out)
+        self.info: dict[str, Any] = {"seen": [], "labels_match": []}
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        loader = trainer.datamodule._train_loader
+        self.order = loader.indices(trainer.current_epoch)
+        self.info.update(rank=trainer.global_rank, world_size=trainer.world_size, loader_rank=loader.rank,
+                         loader_world_size=loader.world_size, batches=len(loader), n=len(loader.dataset),
+                         train=self.order.tolist())
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        loader = trainer.datamodule._train_loader
+        idx = self.order[batch_idx * loader.batch_size:(batch_idx + 1) * loader.batch_size]
+        self.info["seen"] += idx.tolist()
+        self.info["labels_match"].append(bool(torch.equal(batch[1].cpu(), loader.dataset.targets[idx].cpu())))
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        loader = trainer.test_dataloaders
+        loader = loader[0] if isinstance(loader, (list, tuple)) else loader
+        self.info.update(test=loader.indices(0).tolist(), test_n=len(loader.dataset))
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / f"probe-{trainer.global_rank}.json").write_text(json.dumps(self.info))
+
+
+def _test_accuracy(checkpoint: Path, data_cfg: dict[str, Any]) -> tuple[int, int]:
+    """(correct, total) of a checkpoint's model over the whole test set, in this one process."""
+    import hydra
+
+    import zoo
+
+    model = zoo.load_checkpoint(checkpoint).eval()
+    dm = hydra.utils.instantiate(data_cfg)
+    dm.setup("test")
+    correct = 0
+    with torch.no_grad():
+        for x, y in dm.test_dataloader():
+            correct += int((model(x).argmax(1) == y).sum())
+    return correct, len(dm.test_set)
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
+    """``python train.py trainer=ddp_sim``: two CPU processes, 4 training batches each, one epoch."""
+    run_dir = tmp_path_factory.mktemp("ddp") / "run"
+    probe = run_dir.parent / "probe"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "trainer=ddp_sim", "trainer.max_epochs=1",
+         "+trainer.limit_train_batches=4", "trainer.log_every_n_steps=1", "+callbacks.probe._target_="
+         "test_distributed.ShardProbe", f"+callbacks.probe.out={probe}", f"hydra.run.dir={run_dir}"],
+        cwd=run_dir.parent, env=env, capture_output=True, text=True, timeout=300)
+    return proc, run_dir
+
+
+def test_ddp_sim_run_writes_one_record_and_each_rank_trains_on_its_own_share(ddp_run):
+    proc, run_dir = ddp_run
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "completed" and results["world_size"] == 2
+    assert [p.name for p in run_dir.glob("results*.json")] == ["results.json"]
+    segments = json.loads((run_dir / "segments.json").read_text())["segments"]
+    assert [s["status"] for s in segments] == ["completed"]  # one segment: the other rank recorded none
+    assert sorted(p.name for p in run_dir.glob(".hydra*")) == [".hydra"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "best-epoch000.ckpt", "last.ckpt", "model.json", "model.safetensors"]
+    log = (run_dir / "train.log").read_text()
+    assert log.count("epoch 1/1") == 1 and log.count("wrote ") == 1  # rank 0 logs the run
+
+    probes = [json.loads((run_dir.parent / "probe" / f"probe-{r}.json").read_text()) for r in (0, 1)]
+    for r, p in enumerate(probes):
+        assert (p["rank"], p["world_size"], p["loader_rank"], p["loader_world_size"]) == (r, 2, r, 2)
+        assert len(p["labels_match"]) == 4 and all(p["labels_match"])  # the batches are the loader's shares
+    a, b = probes
+    n = a["n"]
+    assert n == 1257 and len(a["train"]) == len(b["train"]) == 629 and a["batches"] == b["batches"] == 10
+    assert set(a["train"]) | set(b["train"]) == set(range(n))  # the union is the whole epoch
+    assert len(set(a["train"]) & set(b["train"])) == 1  # 1257 is odd: one sample padded in
+    assert len(a["seen"]) == len(b["seen"]) == 256 and not set(a["seen"]) & set(b["seen"])
+    assert sorted(a["test"] + b["test"]) == list(range(a["test_n"]))  # each test image once
+
+
+def test_ddp_sim_test_accuracy_is_the_accuracy_over_the_whole_test_set(ddp_run):
+    proc, run_dir = ddp_run
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["tested_on"] == "best"
+    correct, total = _test_accuracy(Path(results["best_checkpoint"]), results["config"]["data"])
+    assert total == 360
+    assert results["test/acc"] == pytest.approx(correct / total, abs=1e-7)
+    assert round(results["test/acc"] * total) == correct
+
+
+def test_the_ddp_configs_compose_and_their_keys_are_checked(tmp_path):
+    from hydra_helpers import make_cfg
+
+    from zoo.training.config_check import ConfigError, validate_config
+
+    for choice in ("ddp", "ddp_sim"):
+        cfg = make_cfg(tmp_path, [f"trainer={choice}"])
+        validate_config(cfg)
+        assert cfg.trainer.strategy is not None and cfg.trainer.num_nodes == 1
+    ddp = make_cfg(tmp_path, ["trainer=ddp"]).trainer
+    assert (ddp.strategy, ddp.sync_batchnorm, ddp.devices) == ("ddp", True, "auto")
+    sim = make_cfg(tmp_path, ["trainer=ddp_sim"]).trainer
+    assert (sim.devices, sim.strategy.process_group_backend) == (2, "gloo")
+    with pytest.raises(ConfigError) as err:
+        validate_config(make_cfg(tmp_path, ["trainer=ddp", "trainer.num_nodes=0", "trainer.sync_batchnorm=yes"]))
+    assert "trainer.num_nodes=0: an integer >= 1 is needed; e.g. trainer.num_nodes=2" in str(err.value)
+    assert "trainer.sync_batchnorm='yes': true or false is needed" in str(err.value)

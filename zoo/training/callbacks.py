@@ -19,7 +19,12 @@ log = logging.getLogger("zoo.train")
 
 
 class EpochLogger(pl.Callback):
-    """Logs one line of metrics per epoch, so non-interactive runs (CI, nohup) keep a readable log."""
+    """Logs one line of metrics per epoch, so non-interactive runs (CI, nohup) keep a readable log.
+
+    Under data-parallel training the line is written by the global rank 0 alone; the values are over all
+    processes (every rank computes the training metrics, whose ``compute()`` gathers across ranks, so the
+    collectives match on every rank).
+    """
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Runs after this epoch's validation and before Lightning resets the epoch's metrics.
@@ -27,7 +32,9 @@ class EpochLogger(pl.Callback):
         for key, attr in (("train/loss", "train_loss"), ("train/acc", "train_acc")):
             metric = getattr(pl_module, attr, None)
             if metric is not None and getattr(metric, "update_count", 0):
-                m[key] = metric.compute()
+                m[key] = metric.compute()  # on every rank: a collective under DDP
+        if not trainer.is_global_zero:
+            return
         keys = ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best")
         parts = [f"{k} {float(m[k]):.4f}" for k in keys if k in m]
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
@@ -35,6 +42,8 @@ class EpochLogger(pl.Callback):
                  f"  lr {lr:.3g}" if lr is not None else "")
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
         m: dict[str, Any] = trainer.callback_metrics
         log.info("test  %s", "  ".join(f"{k} {float(v):.4f}" for k, v in m.items() if k.startswith("test/")))
 
@@ -48,6 +57,10 @@ class LastCheckpoint(Checkpoint):
     :class:`~zoo.training.checkpoint.AtomicCheckpointIO`). The end-of-epoch file is written after
     the epoch's validation, so it carries the epoch's metrics and the best-checkpoint state.
     Mid-epoch files (``every_n_train_steps``) let a long epoch resume where it stopped.
+
+    Under data-parallel training it runs on every rank, as ``trainer.save_checkpoint`` must (it gathers the
+    state on every rank, the strategy writes the file on the global rank 0 only, then all ranks wait at a
+    barrier), so the file is written once.
 
     It is a Lightning ``Checkpoint`` callback, so it runs with the checkpoint callbacks, after the
     others; listed after ``ModelCheckpoint`` (as the training driver orders them), its end-of-epoch

@@ -455,6 +455,11 @@ def _check_trainer(c: _Checker) -> None:
     c.check("trainer.precision", _choice(*_PRECISIONS), "32-true")
     c.check("trainer.accelerator", _choice(*_ACCELERATORS), "auto")
     c.check("trainer.devices", _any_of(_int(1), _choice("auto"), _int_list(0)), 1)
+    # data-parallel training (trainer=ddp, trainer=ddp_sim): processes = devices x num_nodes
+    c.check("trainer.num_nodes", _int(1), 2, required=False)
+    c.check("trainer.sync_batchnorm", _bool(), True, required=False)
+    c.check("trainer.strategy", _any_of(_string(), _mapping()), "ddp", required=False,
+            null="Lightning's default, 'auto'")
     c.check("trainer.accumulate_grad_batches", _int(1), 1, required=False)
     c.check("trainer.limit_train_batches", _any_of(_UNIT, _int(1)), 1.0, required=False, null="all batches",
             note=_refuse(**{"0": "0 would skip training", "0.0": "0 would skip training"}))

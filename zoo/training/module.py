@@ -273,10 +273,16 @@ class ClassificationModule(pl.LightningModule):
         return (self.global_step + 1) % every == 0
 
     def on_train_epoch_end(self) -> None:
-        """Logs the epoch's training loss and accuracy, then starts them afresh."""
+        """Logs the epoch's training loss and accuracy, then starts them afresh.
+
+        Under data-parallel training every epoch-level value is over all processes: the torchmetrics objects
+        gather their states from every rank in ``compute()``, and ``sync_dist=True`` then reduces the values
+        (the same on every rank) once more, as Lightning asks of epoch-level logs. The per-step
+        ``train/loss_step`` is rank 0's own, unsynchronised (a reduction every step would cost a collective).
+        """
         if self.train_loss.update_count:
-            self.log("train/loss_epoch", self.train_loss.compute(), prog_bar=True)
-            self.log("train/acc", self.train_acc.compute(), prog_bar=True)
+            self.log("train/loss_epoch", self.train_loss.compute(), prog_bar=True, sync_dist=True)
+            self.log("train/acc", self.train_acc.compute(), prog_bar=True, sync_dist=True)
         self.train_loss.reset()
         self.train_acc.reset()
 
@@ -296,7 +302,7 @@ class ClassificationModule(pl.LightningModule):
             metrics.append(("acc5", getattr(self, f"{stage}_acc5")))
         for name, metric in metrics:
             if metric.update_count:
-                self.log(f"{stage}/{name}", metric.compute(), prog_bar=name != "acc5")
+                self.log(f"{stage}/{name}", metric.compute(), prog_bar=name != "acc5", sync_dist=True)
             metric.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -373,7 +379,7 @@ class ClassificationModule(pl.LightningModule):
         if self.val_acc.update_count:
             self.val_acc_best(self.val_acc.compute())
         self._log_eval("val")
-        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True, sync_dist=True)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "test")

@@ -74,6 +74,54 @@ def _git_commit(root: Path) -> str | None:
         return None
 
 
+#: The environment variables in which launchers give a process its rank: torchrun's RANK, SLURM's SLURM_PROCID,
+#: LSF's JSM_NAMESPACE_RANK, and LOCAL_RANK / NODE_RANK (GROUP_RANK) of the processes Lightning itself starts.
+_RANK_VARIABLES = ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK")
+
+
+def launched_as_rank_zero() -> bool:
+    """Whether this process is the global rank 0 as its launcher tells it, before any trainer exists.
+
+    A plain ``python train.py`` sets no rank variable and is rank 0. Under data-parallel training Lightning
+    starts the other processes of a node by running the same command again with ``LOCAL_RANK`` (and
+    ``NODE_RANK``) set; SLURM and torchrun set their own variables. The run folder's checks and records are
+    made by the process for which every rank variable that is set is 0 (once the trainer exists, by
+    ``trainer.is_global_zero``).
+    """
+    for key in _RANK_VARIABLES:
+        value = os.environ.get(key, "").strip()
+        if value and value.lstrip("-").isdigit() and int(value) != 0:
+            return False
+    return True
+
+
+def _check_world_size(ckpt_file: str, trainer: pl.Trainer) -> None:
+    """Refuses a mid-epoch checkpoint whose in-memory training loader was sharded over another number of
+    processes than ``trainer`` runs (its world size; 1 when its ``use_distributed_sampler`` is off, as the
+    in-memory loaders then read everything on every process). A checkpoint written at an epoch's end resumes
+    under any number: the next epoch is sharded afresh.
+
+    Raises:
+        CheckpointError: naming the file, the epoch and both numbers of processes.
+    """
+    try:
+        ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=True, mmap=True)
+        progress = ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]
+        state = next(v["train_loader"] for v in ckpt.values()
+                     if isinstance(v, dict) and isinstance(v.get("train_loader"), dict))
+        mid_epoch = not progress["is_last_batch"] and int(state["position"]) > 0
+    except Exception:  # streamed data (no loader state), a checkpoint of another kind: nothing to check
+        return
+    sharded = getattr(getattr(trainer, "_accelerator_connector", None), "use_distributed_sampler", True)
+    saved, now = int(state.get("world_size", 1)), int(trainer.world_size) if sharded else 1
+    if mid_epoch and saved != now:
+        raise CheckpointError(
+            f"checkpoint {ckpt_file} was written in the middle of epoch {int(state['epoch']) + 1} (after batch "
+            f"{state['position']}) by {saved} process(es), and this run has {now}: each process's share of the "
+            f"epoch depends on their number, so a mid-epoch checkpoint resumes only with {saved} (trainer.devices "
+            f"x trainer.num_nodes); or resume from a checkpoint written at an epoch's end")
+
+
 def _hardware() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -127,7 +175,7 @@ RESUME_IGNORED = (
     "trainer.log_every_n_steps", "trainer.enable_progress_bar", "trainer.enable_model_summary",
     "trainer.limit_val_batches", "trainer.limit_test_batches", "trainer.num_sanity_val_steps",
     "trainer.check_val_every_n_epoch", "trainer.deterministic", "trainer.min_epochs", "data.device",
-    "channels_last", "compile",
+    "channels_last", "compile", "trainer.strategy", "trainer.num_nodes", "trainer.sync_batchnorm",
 )
 
 
@@ -490,6 +538,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     data is found, and the model is built from the data's facts. Each start or resume is a
     segment of the run's records (see :mod:`zoo.training.records`).
 
+    Under data-parallel training (``trainer=ddp``, ``trainer=ddp_sim``) every process runs this function
+    (Lightning starts the other processes of a node by running the same command again, into the same run
+    folder; SLURM or torchrun start them all). The run folder is checked and written by the global rank 0
+    alone: ``segments.json``, the config records, ``results.json`` and ``model.safetensors`` (checkpoints are
+    written on rank 0 by Lightning's strategy); the other processes log warnings only. Each process trains on
+    its share of every epoch, and the metrics are gathered over all of them, so the figures of the record are
+    those of the whole data.
+
     Args:
         cfg: the composed ``configs/train.yaml``.
 
@@ -504,11 +560,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         TrainingDiverged: a non-finite loss or gradient stopped the run.
     """
     validate_config(cfg)
+    # Under data-parallel training every process runs this function; the run folder is checked and written by
+    # the global rank 0 alone (the other processes are started once it trains, into the folder it checked).
+    rank_zero = launched_as_rank_zero()
+    if not rank_zero:
+        logging.getLogger("zoo").setLevel(logging.WARNING)  # rank 0 logs the run; the others warnings only
     out_dir = Path(cfg.paths.output_dir).resolve()
     folder = RunFolder(out_dir)
-    remove_stale_temporaries(out_dir, folder.checkpoints)
+    if rank_zero:
+        remove_stale_temporaries(out_dir, folder.checkpoints)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg)
-    if ckpt_path is None:
+    if ckpt_path is None and rank_zero:
         folder.check_fresh_start(bool(cfg.get("overwrite") or False))
     out_dir.mkdir(parents=True, exist_ok=True)
     git_commit = _git_commit(Path(cfg.paths.root_dir))  # the code that runs, before anything can change it
@@ -553,9 +615,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if ckpt_path is not None:
         module.resume_changes, changes = plan_resume(ckpt_path, cfg, module, run_config)
     start_epoch, start_step = _checkpoint_epoch(Path(ckpt_path)) if ckpt_path else (0, 0)
-    hydra_cfg, overrides = _hydra_record()
-    segment = folder.begin_segment(_command(), ckpt_path, start_epoch or 0, start_step or 0, changes,
-                                   cfg, hydra_cfg, overrides)
     metadata = {"model": cfg.model.get("name"),
                 "model_kwargs": {k: v for k, v in kwargs.items() if k not in ("_target_", "name")},
                 "data": {"name": data_name, **facts, "mean": list(getattr(datamodule, "mean", ()) or ()),
@@ -567,10 +626,26 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         cfg.trainer, callbacks=_callbacks(cfg, metadata),
         logger=_loggers(cfg, resuming=ckpt_path is not None) or False,
         plugins=[AtomicCheckpointIO()], enable_progress_bar=interactive, enable_model_summary=interactive)
+    # The trainer knows the ranks (Lightning's cluster environments); from here on it decides who writes.
+    rank_zero = bool(trainer.is_global_zero)
+    if ckpt_path is not None:
+        _check_world_size(ckpt_path, trainer)
+    hydra_cfg, overrides = _hydra_record()
+    segment: dict[str, Any] = {"index": None}
+    if rank_zero:
+        segment = folder.begin_segment(_command(), ckpt_path, start_epoch or 0, start_step or 0, changes,
+                                       cfg, hydra_cfg, overrides)
+
+    def write_results(results: dict[str, Any]) -> None:
+        if rank_zero:
+            atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n")
 
     def record(status: str, test_metrics: dict[str, float], fit_metrics: dict[str, float], best: str,
                tested_on: str | None, seconds: float) -> dict[str, Any]:
-        segments = folder.end_segment(segment, status, int(trainer.current_epoch), int(trainer.global_step))
+        if rank_zero:
+            segments = folder.end_segment(segment, status, int(trainer.current_epoch), int(trainer.global_step))
+        else:
+            segments = folder.segments()
         results: dict[str, Any] = {
             "status": status,
             "model": cfg.model.get("name"),
@@ -598,9 +673,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "versions": _versions(),
             "hardware": _hardware(),
             "device": str(module.device),
+            # processes of a data-parallel run (devices x num_nodes); 1 for a single process
+            "world_size": int(trainer.world_size),
             "config": run_config,
         }
-        atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n")
+        write_results(results)
         return results
 
     t0 = time.perf_counter()
@@ -618,7 +695,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results = record("diverged", {}, fit_metrics, best, None, seconds)
         results["divergence"] = {"what": e.what, "epoch": e.epoch + 1, "step": e.step, "lr": e.lr,
                                  "value": str(e.value), "last_good_checkpoint": good}
-        atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n")
+        write_results(results)
         where = (f"The last good checkpoint is {good} (resume it with a lower optim.lr: "
                  f"hydra.run.dir={out_dir} ckpt_path=last optim.lr=<lower>)." if good else
                  "No checkpoint was written before it: start again with a lower optim.lr.")
@@ -638,11 +715,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, weights_only=True)
     test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     # The tested weights (trainer.test loaded the best checkpoint into the module) as a plain weights file:
-    # the EMA's when it is on, as the test ran on them.
-    save_weights(module.eval_model, folder.checkpoints / "model.safetensors", name=str(cfg.model.get("name")),
-                 kwargs=metadata["model_kwargs"], classes=[str(c) for c in getattr(datamodule, "classes", None) or []]
-                 or None,
-                 input_size=[facts["in_chans"], facts["image_size"], facts["image_size"]],
-                 mean=metadata["data"]["mean"] or None, std=metadata["data"]["std"] or None,
-                 metrics=test_metrics, source=f"{out_dir}: {_command()}")
+    # the EMA's when it is on, as the test ran on them. Written once, by the global rank 0.
+    if rank_zero:
+        save_weights(module.eval_model, folder.checkpoints / "model.safetensors", name=str(cfg.model.get("name")),
+                     kwargs=metadata["model_kwargs"],
+                     classes=[str(c) for c in getattr(datamodule, "classes", None) or []] or None,
+                     input_size=[facts["in_chans"], facts["image_size"], facts["image_size"]],
+                     mean=metadata["data"]["mean"] or None, std=metadata["data"]["std"] or None,
+                     metrics=test_metrics, source=f"{out_dir}: {_command()}")
     return record("completed", test_metrics, fit_metrics, best, "best" if test_ckpt else "last", train_seconds)
