@@ -303,7 +303,8 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Comple
     proc = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), "trainer=ddp_sim", "trainer.max_epochs=1",
          "+trainer.limit_train_batches=4", "trainer.log_every_n_steps=1", "+callbacks.probe._target_="
-         "test_distributed.ShardProbe", f"+callbacks.probe.out={probe}", f"hydra.run.dir={run_dir}"],
+         "test_distributed.ShardProbe", f"+callbacks.probe.out={probe}", f"hydra.run.dir={run_dir}",
+         "tags=[ddp,sim]", "print_config=true"],
         cwd=run_dir.parent, env=env, capture_output=True, text=True, timeout=300)
     return proc, run_dir
 
@@ -313,6 +314,8 @@ def test_ddp_sim_run_writes_one_record_and_each_rank_trains_on_its_own_share(ddp
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "completed" and results["world_size"] == 2
+    assert results["tags"] == ["ddp", "sim"]
+    assert proc.stderr.count("process_group_backend: gloo") == 1  # print_config, by rank 0 only
     assert [p.name for p in run_dir.glob("results*.json")] == ["results.json"]
     segments = json.loads((run_dir / "segments.json").read_text())["segments"]
     assert [s["status"] for s in segments] == ["completed"]  # one segment: the other rank recorded none
@@ -363,3 +366,41 @@ def test_the_ddp_configs_compose_and_their_keys_are_checked(tmp_path):
         validate_config(make_cfg(tmp_path, ["trainer=ddp", "trainer.num_nodes=0", "trainer.sync_batchnorm=yes"]))
     assert "trainer.num_nodes=0: an integer >= 1 is needed; e.g. trainer.num_nodes=2" in str(err.value)
     assert "trainer.sync_batchnorm='yes': true or false is needed" in str(err.value)
+
+
+# --------------------------------------------------------------------------- tags and print_config
+
+
+def test_tags_and_print_config_are_checked(tmp_path):
+    from hydra_helpers import make_cfg
+
+    from zoo.training.config_check import ConfigError, validate_config
+
+    cfg = make_cfg(tmp_path, [])
+    assert (list(cfg.tags), cfg.print_config) == ([], False)
+    validate_config(make_cfg(tmp_path, ["tags=[baseline,cifar]", "print_config=true"]))
+    with pytest.raises(ConfigError) as err:
+        validate_config(make_cfg(tmp_path, ["tags=baseline", "print_config=maybe"]))
+    assert err.value.problems == [
+        "tags='baseline': a list of non-empty strings or null (no tags) is needed (write a list: tags=[baseline]); "
+        "e.g. tags=[baseline,cifar]",
+        "print_config='maybe': true or false is needed (got a string); e.g. print_config=true"]
+    with pytest.raises(ConfigError, match=r"tags=\[2024, 'x'\]: .* quote it, e.g. tags=\['2024'\]"):
+        validate_config(make_cfg(tmp_path, ["tags=[2024,x]"]))
+
+
+def test_print_config_tree_shows_the_groups_first_with_their_yaml(tmp_path):
+    import io
+
+    from hydra_helpers import make_cfg
+    from rich.console import Console
+
+    from zoo.training.run import print_config_tree
+
+    out = io.StringIO()
+    print_config_tree(make_cfg(tmp_path, ["trainer.max_epochs=7", "tags=[a]"]), Console(file=out, width=120))
+    text = out.getvalue()
+    assert text.startswith("config\n")
+    order = [text.index(f"── {key}\n") for key in ("data", "model", "optim", "sched", "trainer", "seed", "tags")]
+    assert order == sorted(order)
+    assert "max_epochs: 7" in text and "_target_: zoo.data.DigitsDataModule" in text and "- a" in text

@@ -193,6 +193,13 @@ def _int_list(lo: int | None = None, *, increasing: bool = False, nonempty: bool
     return _Kind(words, accept, frozenset({"list"}))
 
 
+def _string_list() -> _Kind:
+    """A list of non-empty strings (possibly empty)."""
+    return _Kind("a list of non-empty strings",
+                 lambda v: isinstance(v, list) and all(isinstance(x, str) and x.strip() for x in v),
+                 frozenset({"list"}))
+
+
 def _number_pair(lo: float, hi: float, *, hi_open: bool) -> _Kind:
     """A list of two numbers, each in ``[lo, hi)`` (or ``[lo, hi]``)."""
     number = _number(lo, hi, hi_open=hi_open)
@@ -423,6 +430,15 @@ _DEVICE = _Kind("one of 'cpu', 'cuda', 'cuda:N', 'mps'",
                 frozenset({"str"}))
 
 
+def _tags_note(v: Any) -> str | None:
+    """What to write instead of a refused ``tags`` value."""
+    if isinstance(v, str):
+        return f"write a list: tags=[{_override(v)}]"
+    if isinstance(v, list) and any(_is_number(x) or isinstance(x, bool) for x in v):
+        return "a number or a bool is not a string: quote it, e.g. tags=['2024']"
+    return None
+
+
 def _check_top(c: _Checker) -> None:
     c.check("seed", _int(0, _SEED_MAX), 0, null="no seeding")
     c.check("ckpt_path", _string(), "last", null="start from scratch")
@@ -432,6 +448,8 @@ def _check_top(c: _Checker) -> None:
     c.check("task_name", _string(), "train")
     c.check("channels_last", _bool(), True, required=False)
     c.check("compile", _any_of(_bool(), _mapping()), True, required=False, null="no compile")
+    c.check("tags", _string_list(), ["baseline", "cifar"], required=False, null="no tags", note=_tags_note)
+    c.check("print_config", _bool(), True, required=False)
 
 
 def _check_loss(c: _Checker) -> None:

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from pytorch_lightning.callbacks import ModelCheckpoint
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from zoo.profiling import count_params
 from zoo.training.callbacks import EpochLogger, LastCheckpoint, RNGState, RunMetadata
@@ -37,7 +37,7 @@ from zoo.training.records import RunFolder, config_changes
 from zoo.weights import save_weights
 
 __all__ = ["train", "resolve_ckpt_path", "check_input", "TrainingDiverged", "data_facts", "model_kwargs",
-           "recipe_options"]
+           "recipe_options", "print_config_tree"]
 
 log = logging.getLogger("zoo.train")
 
@@ -122,6 +122,42 @@ def _check_world_size(ckpt_file: str, trainer: pl.Trainer) -> None:
             f"x trainer.num_nodes); or resume from a checkpoint written at an epoch's end")
 
 
+#: The groups shown first by :func:`print_config_tree`, in this order; the other keys follow as composed.
+_TREE_ORDER = ("data", "model", "optim", "sched", "trainer", "callbacks", "logger", "paths")
+
+
+def print_config_tree(cfg: DictConfig, console: Any = None) -> None:
+    """Prints the composed config as a tree: one branch per top-level key (the groups first), each holding
+    its YAML, resolved where it can be (``print_config=true``).
+
+    Args:
+        cfg: the composed config.
+        console: a ``rich.console.Console``; default: one on stderr (stdout carries the run's result lines).
+    """
+    from rich.console import Console
+    from rich.syntax import Syntax
+    from rich.tree import Tree
+
+    tree = Tree("config", style="bold", guide_style="dim")
+    keys = [k for k in _TREE_ORDER if k in cfg] + [k for k in cfg if k not in _TREE_ORDER]
+    for key in keys:
+        branch = tree.add(str(key), style="bold", guide_style="dim")
+        try:
+            node = cfg[key]
+        except Exception as e:  # an interpolation that only resolves inside a Hydra run
+            branch.add(f"<unresolved: {e}>")
+            continue
+        if isinstance(node, (DictConfig, ListConfig)):
+            try:
+                text = OmegaConf.to_yaml(node, resolve=True)
+            except Exception:
+                text = OmegaConf.to_yaml(node)
+            branch.add(Syntax(text.rstrip(), "yaml", theme="ansi_dark", background_color="default"))
+        else:
+            branch.add(repr(node) if isinstance(node, str) and not node else str(node))
+    (console or Console(stderr=True)).print(tree)
+
+
 def _hardware() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -176,6 +212,7 @@ RESUME_IGNORED = (
     "trainer.limit_val_batches", "trainer.limit_test_batches", "trainer.num_sanity_val_steps",
     "trainer.check_val_every_n_epoch", "trainer.deterministic", "trainer.min_epochs", "data.device",
     "channels_last", "compile", "trainer.strategy", "trainer.num_nodes", "trainer.sync_batchnorm",
+    "tags", "print_config",
 )
 
 
@@ -565,6 +602,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     rank_zero = launched_as_rank_zero()
     if not rank_zero:
         logging.getLogger("zoo").setLevel(logging.WARNING)  # rank 0 logs the run; the others warnings only
+    elif cfg.get("print_config"):
+        print_config_tree(cfg)
     out_dir = Path(cfg.paths.output_dir).resolve()
     folder = RunFolder(out_dir)
     if rank_zero:
@@ -651,6 +690,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "model": cfg.model.get("name"),
             "data": data_name,
             "experiment": choices.get("experiment"),
+            "tags": [str(t) for t in (cfg.get("tags") or [])],
             "params": n_params,
             "epochs": int(trainer.current_epoch),
             "global_steps": int(trainer.global_step),
