@@ -38,7 +38,10 @@ def config_dir() -> Path:
 
 
 def run(cfg: DictConfig) -> float | None:
-    """Runs one configured training; returns test accuracy (for Hydra sweepers).
+    """Runs one configured training; returns the value a Hydra sweeper optimises.
+
+    That value is the ``results.json`` entry named by the top-level ``optimized_metric`` (``val/acc_best``
+    under ``hparams_search=optuna``), or test accuracy when it is absent or null.
 
     Exit codes: 0 completed, 2 bad input (config, data, checkpoint, run folder), 3 diverged.
     """
@@ -62,7 +65,10 @@ def run(cfg: DictConfig) -> float | None:
     acc = results["test/acc"]
     print(f"test/acc: {acc:.4f}" if acc is not None else "test/acc: n/a")
     print(f"run dir: {results['run_dir']}")
-    return acc
+    metric = cfg.get("optimized_metric") or "test/acc"
+    if metric != "test/acc":
+        print(f"{metric}: {results[metric]:.4f}" if results[metric] is not None else f"{metric}: n/a")
+    return results[metric]
 
 
 def main(argv: Sequence[str] | None = None, *, configs: str | os.PathLike | None = None,

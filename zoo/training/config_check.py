@@ -450,6 +450,13 @@ def _check_top(c: _Checker) -> None:
     c.check("compile", _any_of(_bool(), _mapping()), True, required=False, null="no compile")
     c.check("tags", _string_list(), ["baseline", "cifar"], required=False, null="no tags", note=_tags_note)
     c.check("print_config", _bool(), True, required=False)
+    # the value a run returns to a Hydra sweeper (hparams_search=optuna sets val/acc_best)
+    c.check("optimized_metric", _choice(*OPTIMIZED_METRICS), "val/acc_best", required=False,
+            null="return test/acc")
+
+
+#: The metrics of ``results.json`` a run may return to a Hydra sweeper (top-level ``optimized_metric``).
+OPTIMIZED_METRICS = ("val/acc_best", "test/acc")
 
 
 def _check_loss(c: _Checker) -> None:
