@@ -1,11 +1,12 @@
-"""Scaling out: the Optuna sweep (hparams_search=optuna) and the submitit launchers (SLURM and local), each
-run for real on digits with a tiny budget, with no network."""
+"""Scaling out and tracking: the Optuna sweep (hparams_search=optuna), the submitit launchers (SLURM and local)
+and the wandb / MLflow loggers, each run for real on digits with a tiny budget, with no network."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +189,108 @@ def test_submitit_local_launcher_runs_two_jobs(tmp_path):
     assert [r["seed"] for r in _results(sweep)] == [0, 1]
     assert all(r["status"] == "completed" for r in _results(sweep))
     assert list(sweep.glob(".submitit/*/*_log.out")), "the jobs ran through submitit"
+
+
+# ---------------------------------------------------------------------------- loggers
+
+
+def test_wandb_is_offline_unless_wandb_mode_says_otherwise(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    cfg = make_cfg(tmp_path, ["logger=wandb"])
+    assert cfg.logger.wandb.mode == "offline" and cfg.logger.wandb.project == "zoo"
+    assert cfg.logger.wandb.save_dir == str(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert make_cfg(tmp_path, ["logger=wandb"]).logger.wandb.mode == "online"
+    with pytest.raises(ConfigError, match=r"logger.wandb.mode='upload': one of 'online', 'offline'"):
+        validate_config(make_cfg(tmp_path, ["logger=wandb", "logger.wandb.mode=upload"]))
+
+
+@pytest.mark.parametrize("logger", ["wandb", "mlflow", "many"])
+def test_logger_options_pass_the_config_check(logger, tmp_path):
+    validate_config(make_cfg(tmp_path, [f"logger={logger}"]))
+
+
+def test_mlflow_store_is_inside_the_run_folder(tmp_path):
+    cfg = make_cfg(tmp_path, ["logger=mlflow"])
+    assert cfg.logger.mlflow.tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
+    assert cfg.logger.mlflow.artifact_location.startswith(str(tmp_path))
+
+
+def test_loggers_instantiate_for_a_resume(tmp_path, monkeypatch):
+    """A resumed run passes the loggers a fresh ``version`` where they keep one (wandb); MLflow takes none."""
+    from zoo.training.run import _loggers
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = make_cfg(tmp_path, ["logger=many"])
+    names = {type(lg).__name__ for lg in _loggers(cfg, resuming=True)}
+    assert names == {"CSVLogger", "TensorBoardLogger", "WandbLogger", "MLFlowLogger"}
+
+
+def _wandb_records(path: Path):
+    """The records of an offline wandb run file (``run-<id>.wandb``): a LevelDB-style log of 32 KiB blocks
+    after a 7-byte header, each record a ``wandb_internal_pb2.Record``, split into chunks across blocks."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", data[:7]
+    pos, block, buf = 7, 32768, b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # the block's tail is padding
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if kind == 0 and length == 0:
+            break
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        buf = chunk if kind in (1, 2) else buf + chunk  # 1 full, 2 first, 3 middle, 4 last
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(buf)
+            yield record
+
+
+def _items(items) -> dict[str, object]:
+    return {(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in items}
+
+
+def test_wandb_offline_runs_one_per_job(tmp_path):
+    """logger=wandb in a two-job multirun: each job has its own offline run in its folder, with its metrics
+    and the module's hyperparameters (each job's wandb run is finished before the next starts)."""
+    out = _train(tmp_path, "-m", "logger=wandb", "seed=0,1", *TINY, "trainer.max_epochs=2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    sweep = _sweep_dir(tmp_path)
+    for job, results in zip(("0", "1"), _results(sweep)):
+        (run_file,) = (sweep / job / "wandb").glob("offline-run-*/run-*.wandb")
+        history, config, exited = [], {}, False
+        for record in _wandb_records(run_file):
+            kind = record.WhichOneof("record_type")
+            if kind == "history":
+                history.append(_items(record.history.item))
+            elif kind == "config":
+                config.update(_items(record.config.update))
+            exited |= kind == "exit"
+        val = [h for h in history if "val/acc" in h]
+        assert len(val) == 2, history  # one validation per epoch
+        assert val[-1]["val/acc_best"] == pytest.approx(results["val/acc_best"], abs=1e-6)
+        assert [h["test/acc"] for h in history if "test/acc" in h] == [pytest.approx(results["test/acc"], abs=1e-6)]
+        assert config["num_classes"] == 10 and config["label_smoothing"] == 0.0
+        assert exited, "the wandb run was finished"
+
+
+def test_mlflow_local_store_holds_metrics_and_params(tmp_path):
+    out = _train(tmp_path, "logger=mlflow", *TINY, "trainer.max_epochs=2", f"hydra.run.dir={tmp_path / 'run'}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    results = json.loads((run_dir / "results.json").read_text())
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{run_dir}/mlflow.db")
+    experiment = client.get_experiment_by_name("zoo")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == "lenet5_modern-digits"
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "val/acc")] and \
+        len(client.get_metric_history(run.info.run_id, "val/acc")) == 2
+    assert run.data.metrics["val/acc_best"] == pytest.approx(results["val/acc_best"], abs=1e-6)
+    assert run.data.metrics["test/acc"] == pytest.approx(results["test/acc"], abs=1e-6)
+    assert run.data.params["num_classes"] == "10"

@@ -37,6 +37,14 @@ def config_dir() -> Path:
     return _config_dir()
 
 
+def _finish_wandb(exit_code: int) -> None:
+    """Ends the wandb run this process started, if any: Lightning's WandbLogger never does, and the next job
+    of a multirun in this process would otherwise log into the same wandb run."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish(exit_code=exit_code)
+
+
 def run(cfg: DictConfig) -> float | None:
     """Runs one configured training; returns the value a Hydra sweeper optimises.
 
@@ -52,16 +60,22 @@ def run(cfg: DictConfig) -> float | None:
     from zoo.training.records import RunExistsError
     from zoo.training.run import TrainingDiverged
 
+    exit_code = 1
     try:
         results = train(cfg)
+        exit_code = 0
     except (ConfigError, CheckpointError, DatasetNotFoundError, InputTooSmallError, RunExistsError) as e:
+        exit_code = 2
         log.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except TrainingDiverged as e:
+        exit_code = 3
         log.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)
+    finally:
+        _finish_wandb(exit_code)
     acc = results["test/acc"]
     print(f"test/acc: {acc:.4f}" if acc is not None else "test/acc: n/a")
     print(f"run dir: {results['run_dir']}")

@@ -457,6 +457,19 @@ def _check_top(c: _Checker) -> None:
 
 #: The metrics of ``results.json`` a run may return to a Hydra sweeper (top-level ``optimized_metric``).
 OPTIMIZED_METRICS = ("val/acc_best", "test/acc")
+#: wandb.init's modes (``logger.wandb.mode``, from ``$WANDB_MODE`` by default).
+_WANDB_MODES = ("online", "offline", "disabled", "shared", "dryrun", "run")
+
+
+def _check_loggers(c: _Checker) -> None:
+    """The keys of the optional trackers: ``logger=wandb`` and ``logger=mlflow`` (absent otherwise)."""
+    c.check("logger.wandb.mode", _choice(*_WANDB_MODES), "offline", required=False,
+            null="wandb's default: $WANDB_MODE, else online")
+    c.check("logger.wandb.offline", _bool(), False, required=False)
+    c.check("logger.wandb.project", _string(), "zoo", required=False, null="$WANDB_PROJECT, else lightning_logs")
+    c.check("logger.mlflow.tracking_uri", _string(), "sqlite:///mlflow.db", required=False,
+            null="$MLFLOW_TRACKING_URI, else ./mlruns")
+    c.check("logger.mlflow.experiment_name", _string(), "zoo", required=False)
 
 
 def _check_loss(c: _Checker) -> None:
@@ -636,6 +649,7 @@ def validate_config(cfg: DictConfig) -> None:
             check(c)
     _check_recipes(c)
     _check_callbacks(c)  # an optional group: callbacks=none leaves it empty
+    _check_loggers(c)
     if c.group("model", "model=lenet5"):
         _check_model(c)
     if c.problems:
