@@ -294,3 +294,9 @@ def test_mlflow_local_store_holds_metrics_and_params(tmp_path):
     assert run.data.metrics["val/acc_best"] == pytest.approx(results["val/acc_best"], abs=1e-6)
     assert run.data.metrics["test/acc"] == pytest.approx(results["test/acc"], abs=1e-6)
     assert run.data.params["num_classes"] == "10"
+    # the run's settings reach the tracker as flat section/key hyperparameters
+    params = run.data.params
+    assert params["model/name"] == "lenet5_modern" and params["seed"] == str(results["seed"])
+    assert float(params["optim/lr"]) == results["config"]["optim"]["lr"]
+    assert params["data/batch_size"] == str(results["config"]["data"]["batch_size"])
+    assert params["params"] == str(results["params"])

@@ -76,12 +76,15 @@ def run(cfg: DictConfig) -> float | None:
         sys.exit(3)
     finally:
         _finish_wandb(exit_code)
+    from zoo.training.run import launched_as_rank_zero
+
     acc = results["test/acc"]
-    print(f"test/acc: {acc:.4f}" if acc is not None else "test/acc: n/a")
-    print(f"run dir: {results['run_dir']}")
     metric = cfg.get("optimized_metric") or "test/acc"
-    if metric != "test/acc":
-        print(f"{metric}: {results[metric]:.4f}" if results[metric] is not None else f"{metric}: n/a")
+    if launched_as_rank_zero():  # the other processes of a data-parallel run print nothing
+        print(f"test/acc: {acc:.4f}" if acc is not None else "test/acc: n/a")
+        print(f"run dir: {results['run_dir']}")
+        if metric != "test/acc":
+            print(f"{metric}: {results[metric]:.4f}" if results[metric] is not None else f"{metric}: n/a")
     return results[metric]
 
 

@@ -1,7 +1,7 @@
 """The training configs (Hydra), shipped inside the package: ``pkg://zoo.configs``.
 
 Groups: ``model``, ``data``, ``trainer``, ``optim``, ``sched``, ``callbacks``, ``logger``, ``debug``,
-``experiment``, ``paths``, ``hydra``; the root config is ``train.yaml``. In a checkout, ``configs/`` at the
+``experiment``, ``hparams_search``, ``paths``, ``hydra`` (with ``hydra/launcher``); the root config is ``train.yaml``. In a checkout, ``configs/`` at the
 project's root is this folder.
 """
 

@@ -212,7 +212,7 @@ RESUME_IGNORED = (
     "trainer.limit_val_batches", "trainer.limit_test_batches", "trainer.num_sanity_val_steps",
     "trainer.check_val_every_n_epoch", "trainer.deterministic", "trainer.min_epochs", "data.device",
     "channels_last", "compile", "trainer.strategy", "trainer.num_nodes", "trainer.sync_batchnorm",
-    "tags", "print_config",
+    "tags", "print_config", "optimized_metric",
 )
 
 
@@ -503,6 +503,43 @@ def _callbacks(cfg: DictConfig, metadata: dict[str, Any]) -> list[pl.Callback]:
     return sorted(callbacks, key=lambda c: isinstance(c, LastCheckpoint))
 
 
+#: the config sections a run's trackers receive as hyperparameters (as lightning-hydra-template logs them).
+TRACKED_SECTIONS = ("model", "data", "optim", "sched", "trainer", "loss", "ema", "mixup", "cutmix")
+TRACKED_KEYS = ("seed", "tags", "mix_prob", "channels_last", "compile", "optimized_metric")
+
+
+def _tracked_hyperparams(run_config: dict[str, Any], n_params: int, experiment: str | None) -> dict[str, Any]:
+    """The run's settings as flat ``section/key`` hyperparameters for the loggers (wandb, mlflow, ...).
+
+    Args:
+        run_config: the resolved config, with the model as built.
+        n_params: the model's parameter count.
+        experiment: the experiment preset, if any.
+
+    Returns:
+        ``{"model/name": "resnet20", "optim/lr": 0.1, ..., "seed": 0, "params": 269722}``; lists and
+        ``None`` become strings, so every tracker can store them.
+    """
+    flat: dict[str, Any] = {"params": int(n_params), "experiment": str(experiment)}
+
+    def put(key: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                put(f"{key}/{k}", v)
+        elif isinstance(value, (bool, int, float, str)):
+            flat[key] = value
+        else:
+            flat[key] = str(value)
+
+    for section in TRACKED_SECTIONS:
+        if section in run_config:
+            put(section, run_config[section])
+    for key in TRACKED_KEYS:
+        if key in run_config:
+            put(key, run_config[key])
+    return flat
+
+
 def _loggers(cfg: DictConfig, resuming: bool) -> list[Any]:
     """Instantiates the loggers; a resumed run never overwrites the logs of the run it continues."""
     loggers = []
@@ -669,6 +706,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     rank_zero = bool(trainer.is_global_zero)
     if ckpt_path is not None:
         _check_world_size(ckpt_path, trainer)
+    if rank_zero:  # what the trackers (wandb, mlflow, tensorboard) show beside the metrics
+        hyperparams = _tracked_hyperparams(run_config, n_params=n_params,
+                                           experiment=_choices().get("experiment"))
+        for tracker in trainer.loggers:
+            tracker.log_hyperparams(hyperparams)
     hydra_cfg, overrides = _hydra_record()
     segment: dict[str, Any] = {"index": None}
     if rank_zero:
