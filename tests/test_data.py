@@ -36,7 +36,7 @@ from zoo.data.transforms import (
 from conftest import FIXTURE_TEST, FIXTURE_TRAIN, FIXTURE_VAL, class_images
 
 ROOT = Path(__file__).resolve().parents[1]
-ALL = ["cifar10", "cifar100", "digits", "fashion_mnist", "imagefolder", "kmnist", "mnist", "svhn"]
+ALL = ["cifar10", "cifar100", "cifar10_jpeg", "digits", "fashion_mnist", "imagefolder", "kmnist", "mnist", "svhn"]
 
 # name -> (fixture, channels, classes, torchvision class, folder under root)
 FILE_SETS = {

@@ -676,7 +676,8 @@ class ImageDataModule(pl.LightningDataModule):
         connector = getattr(trainer, "_accelerator_connector", None)
         if not getattr(connector, "use_distributed_sampler", True):
             return 0, 1
-        return int(trainer.global_rank), int(trainer.world_size)
+        # a stand-in without ranks (a single process) reads all of it
+        return int(getattr(trainer, "global_rank", 0)), int(getattr(trainer, "world_size", 1))
 
     def _loader(self, dataset: Dataset | None, *, train: bool) -> Any:
         """A ``DataLoader``. Under data-parallel training Lightning gives the training loader a
