@@ -251,6 +251,21 @@ def real_cifar10_jpeg_root() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def rank_zero_restored():
+    """Lightning records the process's rank in a global (``rank_zero_only.rank``) when a trainer of a
+    data-parallel strategy is built; a test that builds one as rank 1 would silence every later rank-zero
+    write of its worker (the CSV logger's metrics). The rank is put back after each test."""
+    from lightning_fabric.utilities import rank_zero as fabric_rank_zero
+    from pytorch_lightning.utilities import rank_zero as pl_rank_zero
+
+    functions = {id(f): f for f in (fabric_rank_zero.rank_zero_only, pl_rank_zero.rank_zero_only)}.values()
+    saved = [(f, getattr(f, "rank", 0)) for f in functions]
+    yield
+    for f, rank in saved:
+        f.rank = rank
+
+
+@pytest.fixture(autouse=True)
 def zoo_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Decoded-image caches go to a folder of this test session ($ZOO_CACHE), never to ~/.cache/zoo."""
     folder = tmp_path_factory.getbasetemp() / "zoo-cache"
