@@ -26,6 +26,8 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn as nn
 
+from zoo.trained import model_from_checkpoint, tested_state_dict
+
 __all__ = ["EvalError", "evaluate", "find_checkpoint", "model_from_checkpoint", "parse_overrides",
            "tested_state_dict", "write_record"]
 
@@ -75,53 +77,6 @@ def find_checkpoint(path: str | os.PathLike) -> tuple[Path, Path | None]:
     if run is not None and not ((run / "results.json").is_file() or (run / ".hydra").is_dir()):
         run = None
     return p, run
-
-
-def tested_state_dict(state_dict: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
-    """The weights a run's validation and test ran on, out of a training module's ``state_dict``.
-
-    Those of the exponential moving average (``ema.module.*``) when the run kept one, else the model's
-    (``model.*``).
-
-    Returns:
-        ``(the network's state dict, the prefix it was found under)``.
-    """
-    for prefix in ("ema.module.", "model."):
-        state = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        if state:
-            return state, prefix
-    return {}, "model."
-
-
-def model_from_checkpoint(ckpt: Mapping[str, Any], path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
-    """The network of a loaded checkpoint with the weights its test ran on (see :func:`tested_state_dict`).
-
-    Args:
-        ckpt: the checkpoint dictionary (``zoo.trained.load_checkpoint_file``).
-        path: its file, for messages.
-
-    Returns:
-        ``(model in eval mode, the checkpoint's "zoo" record)``.
-
-    Raises:
-        zoo.CheckpointError: for a checkpoint without a record of its model, or weights that do not fit it.
-    """
-    from zoo import create_model
-    from zoo.trained import CheckpointError
-
-    meta = ckpt.get("zoo")
-    if not isinstance(meta, dict) or "model" not in meta:
-        raise CheckpointError(f"checkpoint {path} has no record of its model (no 'zoo' entry): it was not written "
-                              f"by this project's train.py, so the model to build is unknown")
-    state, prefix = tested_state_dict(ckpt["state_dict"])
-    kwargs = {k: v for k, v in dict(meta.get("model_kwargs") or {}).items() if k != "name"}
-    model = create_model(meta["model"], **kwargs)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {path}: its weights ({prefix}*) do not fit model {meta['model']!r} built "
-                              f"with {kwargs}: {str(e).splitlines()[0]}") from e
-    return model.eval(), meta
 
 
 # ---------------------------------------------------------------------------------------------- config

@@ -17,12 +17,13 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
 
-__all__ = ["CheckpointError", "load_checkpoint", "load_checkpoint_file", "export_weights"]
+__all__ = ["CheckpointError", "load_checkpoint", "load_checkpoint_file", "export_weights", "model_from_checkpoint",
+           "tested_state_dict"]
 
 log = logging.getLogger(__name__)
 
@@ -93,25 +94,55 @@ def _run_checkpoint(run_dir: Path) -> Path:
                           f"pass a run folder of train.py or a checkpoint file")
 
 
-def _model_from_checkpoint(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+def tested_state_dict(state_dict: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """The weights a run's validation and test ran on, out of a training module's ``state_dict``.
+
+    Those of the exponential moving average (``ema.module.*``) when the run kept one, else the model's
+    (``model.*``).
+
+    Returns:
+        ``(the network's state dict, the prefix it was found under)``.
+    """
+    for prefix in ("ema.module.", "model."):
+        state = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if state:
+            return state, prefix
+    return {}, "model."
+
+
+def model_from_checkpoint(ckpt: Mapping[str, Any], path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """The network of a loaded checkpoint with the weights its test ran on (see :func:`tested_state_dict`).
+
+    Args:
+        ckpt: the checkpoint dictionary (``zoo.trained.load_checkpoint_file``).
+        path: its file, for messages.
+
+    Returns:
+        ``(model in eval mode, the checkpoint's "zoo" record)``.
+
+    Raises:
+        zoo.CheckpointError: for a checkpoint without a record of its model, or weights that do not fit it.
+    """
     from zoo import create_model
 
-    ckpt = load_checkpoint_file(path)
+
     meta = ckpt.get("zoo")
     if not isinstance(meta, dict) or "model" not in meta:
-        raise CheckpointError(f"checkpoint {path} has no record of its model (no 'zoo' entry): it was not written by "
-                              f"this project's train.py, so the model to build is unknown")
-    # A run with an EMA of the weights validated and tested the average (``ema.module.``): it is the trained model.
-    prefix = "ema.module." if any(k.startswith("ema.module.") for k in ckpt["state_dict"]) else "model."
-    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+        raise CheckpointError(f"checkpoint {path} has no record of its model (no 'zoo' entry): it was not written "
+                              f"by this project's train.py, so the model to build is unknown")
+    state, prefix = tested_state_dict(ckpt["state_dict"])
     kwargs = {k: v for k, v in dict(meta.get("model_kwargs") or {}).items() if k != "name"}
     model = create_model(meta["model"], **kwargs)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {path}: its weights do not fit model {meta['model']!r} built with "
-                              f"{meta.get('model_kwargs')}: {str(e).splitlines()[0]}") from e
-    return model, meta
+        raise CheckpointError(f"checkpoint {path}: its weights ({prefix}*) do not fit model {meta['model']!r} built "
+                              f"with {kwargs}: {str(e).splitlines()[0]}") from e
+    return model.eval(), meta
+
+
+def _model_from_checkpoint(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    return model_from_checkpoint(load_checkpoint_file(path), path)
 
 
 def load_checkpoint(path_or_run_dir: str | os.PathLike) -> nn.Module:
