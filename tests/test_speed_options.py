@@ -140,3 +140,57 @@ def test_state_dict_holds_the_weights_once_and_old_checkpoints_still_resume(tmp_
     torch.save(ckpt, old)
     resumed = train(make_cfg(tmp_path / "resumed", ["trainer.max_epochs=2", f"ckpt_path={old}"]))
     assert resumed["epochs"] == 2 and res["epochs"] == 1
+
+
+def test_epoch_training_stats_equal_the_torchmetrics_values():
+    """The epoch's running sums give the mean batch loss and the micro top-1 accuracy that
+    torchmetrics computes from the same batches (unequal batch sizes included), and restart each epoch."""
+    import functools
+
+    from torchmetrics import MeanMetric
+    from torchmetrics.classification import MulticlassAccuracy
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 10))
+    module = ClassificationModule(model, functools.partial(torch.optim.SGD, lr=0.1), num_classes=10)
+    ref_loss, ref_acc = MeanMetric(), MulticlassAccuracy(num_classes=10, average="micro")
+    for i, b in enumerate([32, 32, 7]):
+        x, y = torch.randn(b, 1, 4, 4), torch.randint(0, 10, (b,))
+        loss = module.training_step((x, y), i)
+        ref_loss.update(loss.detach())
+        ref_acc.update(model(x), y)
+    loss_mean, acc = module.train_epoch_stats()
+    torch.testing.assert_close(loss_mean, ref_loss.compute())
+    torch.testing.assert_close(acc, ref_acc.compute())
+    assert (module._batches, module._images) == (3, 71)
+
+    logged: dict[str, torch.Tensor] = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, value)  # type: ignore[method-assign]
+    module.on_train_epoch_end()
+    torch.testing.assert_close(logged["train/loss_epoch"], ref_loss.compute())
+    torch.testing.assert_close(logged["train/acc"], ref_acc.compute())
+    assert module.train_epoch_stats() is None
+
+
+def test_quiet_profiler_is_the_default_and_a_named_profiler_wins(tmp_path):
+    """Runs get the no-cost profiler unless trainer.profiler names one."""
+    from pytorch_lightning.profilers import SimpleProfiler
+
+    cfg = make_cfg(tmp_path / "a", ["trainer.max_epochs=1"])
+    trainer = run_module.build_trainer(cfg, [], [], interactive=False)
+    assert isinstance(trainer.profiler, run_module.QuietProfiler)
+    with trainer.profiler.profile("step") as entered:
+        assert entered is None
+    cfg = make_cfg(tmp_path / "b", ["trainer.max_epochs=1", "+trainer.profiler=simple"])
+    assert isinstance(run_module.build_trainer(cfg, [], [], interactive=False).profiler, SimpleProfiler)
+
+
+def test_lightning_hook_bookkeeping_is_a_plain_attribute():
+    """``_current_fx_name`` (set around every hook) bypasses nn.Module's __setattr__ and reads back."""
+    import functools
+
+    module = ClassificationModule(torch.nn.Linear(2, 2), functools.partial(torch.optim.SGD, lr=0.1))
+    module._current_fx_name = "training_step"
+    assert module._current_fx_name == "training_step" and "_current_fx_name" in vars(module)
+    module.extra = torch.nn.Linear(2, 2)  # everything else still goes through nn.Module
+    assert "extra" in module._modules

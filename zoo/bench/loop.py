@@ -146,7 +146,6 @@ def run_loop(options: BenchOptions, report: Report) -> None:
     import hydra
     from omegaconf import open_dict
 
-    from zoo.training.checkpoint import AtomicCheckpointIO
     from zoo.training.config_check import validate_config
     from zoo.training.module import ClassificationModule
     from zoo.training import run
@@ -189,10 +188,8 @@ def run_loop(options: BenchOptions, report: Report) -> None:
                 label_smoothing=float(cfg.loss.label_smoothing), aux_weight=float(cfg.loss.aux_weight),
                 **_speed_options(cfg, run, ClassificationModule))
             timer = StepTimer(clock)
-            trainer = hydra.utils.instantiate(
-                cfg.trainer, callbacks=[*run._callbacks(cfg, metadata), timer],
-                logger=run._loggers(cfg, resuming=False) or False, plugins=[AtomicCheckpointIO()],
-                enable_progress_bar=False, enable_model_summary=False)
+            trainer = run.build_trainer(cfg, [*run._callbacks(cfg, metadata), timer],
+                                        run._loggers(cfg, resuming=False), interactive=False)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 trainer.fit(module, datamodule=datamodule, weights_only=True)

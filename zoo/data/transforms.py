@@ -608,6 +608,8 @@ class BatchPadCropFlip:
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Augments and normalises a uint8 batch ``(B, C, H, W)`` on its device; random draws come from
         ``generator`` (a CPU generator; the global RNG when ``None``), as :meth:`draw` makes them."""
+        if not self.draws_random:  # nothing to draw or move: a normalisation
+            return self.normalize(x)
         return self.apply(x, self.draw(x.shape[0], generator))
 
     def __repr__(self) -> str:
