@@ -233,7 +233,7 @@ def test_divergence_later_in_the_run_names_the_last_good_checkpoint(tmp_path, mo
         loss = real(self, batch, batch_idx)
         if self.current_epoch == 2 and batch_idx == 5:
             self._step_loss = torch.tensor(float("nan"))
-            self._train_sums[0] = self._step_loss  # the epoch's training loss is NaN from here on
+            self._loss_sum.add_(self._step_loss)  # the epoch's training loss is NaN from here on
         return loss
 
     monkeypatch.setattr(ClassificationModule, "training_step", step)

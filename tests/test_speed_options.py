@@ -3,6 +3,7 @@ trained: each run completes, learns, and its checkpoints hold the plain model.""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -194,3 +195,48 @@ def test_lightning_hook_bookkeeping_is_a_plain_attribute():
     assert module._current_fx_name == "training_step" and "_current_fx_name" in vars(module)
     module.extra = torch.nn.Linear(2, 2)  # everything else still goes through nn.Module
     assert "extra" in module._modules
+
+
+def test_step_loss_goes_to_the_loggers_every_n_optimizer_steps_and_to_the_progress_bar(tmp_path, monkeypatch):
+    """train/loss_step is written at Lightning's steps (N-1, 2N-1, ...), once per optimizer step under
+    gradient accumulation, with the epoch; the progress bar adds the last value to Lightning's metrics."""
+    import csv
+    import json
+    from types import SimpleNamespace
+
+    from pytorch_lightning.callbacks import RichProgressBar
+
+    from zoo.training.callbacks import LossRichProgressBar
+
+    run = tmp_path / "run"
+    train(make_cfg(run, ["trainer.max_epochs=2", "data.batch_size=32", "trainer.log_every_n_steps=3",
+                         "trainer.accumulate_grad_batches=2"]))
+    steps_total = json.loads((run / "results.json").read_text())["global_steps"]
+    rows = [r for r in csv.DictReader((run / "csv" / "metrics.csv").open()) if r.get("train/loss_step")]
+    assert steps_total > 6 and [int(r["step"]) for r in rows] == list(range(2, steps_total, 3))
+    assert all(math.isfinite(float(r["train/loss_step"])) and r["epoch"] in ("0", "1") for r in rows)
+
+    monkeypatch.setattr(RichProgressBar, "get_metrics", lambda self, trainer, module: {"v_num": 0})
+    bar, module = LossRichProgressBar(), SimpleNamespace(last_step_loss=0.25)
+    assert bar.get_metrics(SimpleNamespace(training=True), module) == {"v_num": 0, "train/loss_step": 0.25}
+    assert bar.get_metrics(SimpleNamespace(training=False), module) == {"v_num": 0}
+
+
+def test_fused_finite_check_finds_every_non_finite_value_and_leaves_the_gradients_as_they_were():
+    """The divergence check (one fused kernel for float32 gradients, norms otherwise) flags a NaN or an
+    infinite loss or gradient element, and leaves the gradients' values unchanged."""
+    from zoo.training.module import _all_finite
+
+    g = [torch.randn(100), torch.randn(3, 3)]
+    assert _all_finite(torch.tensor(1.0), g) and _all_finite(torch.tensor(2.0), [])
+    assert _all_finite(torch.tensor(2.0), [t.double() for t in g])
+    assert _all_finite(torch.tensor(1.0), [torch.full((10,), 3e38)])  # finite values whose norm overflows
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        assert not _all_finite(torch.tensor(bad), g)
+        h = [t.clone() for t in g]
+        h[1][1, 1] = bad
+        before = [t.clone() for t in h]
+        assert not _all_finite(torch.tensor(1.0), h)
+        assert all(torch.equal(a, b) for a, b in zip(h[:1], before[:1]))
+        assert torch.equal(h[1].nan_to_num(), before[1].nan_to_num())
+        assert not _all_finite(torch.tensor(1.0), [t.double() for t in h])

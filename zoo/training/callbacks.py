@@ -1,5 +1,6 @@
 """Callbacks that Lightning does not ship: the per-epoch log line, ``last.ckpt`` at every epoch end (and
-every N steps), the RNG states in checkpoints, and the run's metadata in checkpoints."""
+every N steps), the RNG states in checkpoints, the run's metadata in checkpoints, and a progress bar that
+shows the step loss."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Checkpoint
+from pytorch_lightning.callbacks import Checkpoint, RichProgressBar
 
-__all__ = ["EpochLogger", "LastCheckpoint", "RNGState", "RunMetadata", "capture_rng", "restore_rng"]
+__all__ = ["EpochLogger", "LastCheckpoint", "LossRichProgressBar", "RNGState", "RunMetadata", "capture_rng", "restore_rng"]
 
 log = logging.getLogger("zoo.train")
 
@@ -29,10 +30,9 @@ class EpochLogger(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Runs after this epoch's validation and before Lightning resets the epoch's metrics.
         m = dict(trainer.callback_metrics)
-        for key, attr in (("train/loss", "train_loss"), ("train/acc", "train_acc")):
-            metric = getattr(pl_module, attr, None)
-            if metric is not None and getattr(metric, "update_count", 0):
-                m[key] = metric.compute()  # on every rank: a collective under DDP
+        epoch_metrics = getattr(pl_module, "train_epoch_metrics", None)
+        if callable(epoch_metrics):
+            m.update(epoch_metrics() or {})  # on every rank: a collective under DDP
         if not trainer.is_global_zero:
             return
         keys = ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best")
@@ -46,6 +46,22 @@ class EpochLogger(pl.Callback):
             return
         m: dict[str, Any] = trainer.callback_metrics
         log.info("test  %s", "  ".join(f"{k} {float(v):.4f}" for k, v in m.items() if k.startswith("test/")))
+
+
+class LossRichProgressBar(RichProgressBar):
+    """Lightning's ``RichProgressBar``, also showing the last ``train/loss_step`` while training.
+
+    :class:`~zoo.training.module.ClassificationModule` writes the step loss to the loggers itself (every
+    ``trainer.log_every_n_steps`` steps, outside ``self.log``), so the bar reads it from the module's
+    ``last_step_loss``.
+    """
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        loss = getattr(pl_module, "last_step_loss", None)
+        if loss is not None and trainer.training:
+            metrics["train/loss_step"] = loss
+        return metrics
 
 
 class LastCheckpoint(Checkpoint):

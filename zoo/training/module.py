@@ -85,6 +85,35 @@ def make_ema(model: nn.Module, decay: float, warmup: bool = True) -> AveragedMod
     return ema
 
 
+def _all_finite(loss: torch.Tensor, grads: list[torch.Tensor]) -> bool:
+    """Whether the loss and every gradient element are finite: one host sync.
+
+    ``loss * 0`` is 0 for a finite loss and NaN otherwise. When the gradients are float32 on the loss's
+    device, AMP's fused finite check (``torch._amp_foreach_non_finite_check_and_unscale_``, the gradient
+    scaler's, with a scale of 1: the gradients are multiplied by 1.0, which leaves every value as it was)
+    then sets it to 1 if any gradient element is not finite: one kernel for all of them. Otherwise the
+    gradients' norms are summed into it.
+    """
+    flag = loss.detach().float().reshape(1) * 0.0  # (1,): 0, or NaN for a non-finite loss
+    if grads:
+        if all(g.dtype == torch.float32 and g.device == loss.device for g in grads):
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, flag, _unit(loss.device))
+        else:
+            flag = flag + torch.stack([n.float() for n in torch._foreach_norm(grads)]).sum() * 0.0
+    return not bool(flag)
+
+
+_UNITS: dict[torch.device, torch.Tensor] = {}
+
+
+def _unit(device: torch.device) -> torch.Tensor:
+    """A float32 ``tensor([1.])`` on ``device``, made once."""
+    unit = _UNITS.get(device)
+    if unit is None:
+        unit = _UNITS[device] = torch.ones(1, device=device)
+    return unit
+
+
 class DivergenceError(FloatingPointError):
     """Training produced a non-finite loss or gradient, or validation a non-finite loss.
 
@@ -206,11 +235,16 @@ class ClassificationModule(pl.LightningModule):
         # The training epoch's accuracy: a weighted mean of the processes' accuracies (weights: their
         # images), so the value synced under data-parallel training is the accuracy over all images.
         self.train_acc = MeanMetric(nan_strategy="disable")
-        #: the training epoch's running sums on the model's device: ``(sum of batch losses, correct
-        #: images)``, made on the first step of an epoch; ``_batches``/``_images`` count what they hold.
-        self._train_sums: torch.Tensor | None = None
+        #: the training epoch's running sums on the model's device (the batch losses, the correct images),
+        #: made on the first step of an epoch; ``_batches``/``_images`` count what they hold.
+        self._loss_sum: torch.Tensor | None = None
+        self._correct: torch.Tensor | None = None
         self._batches = 0
         self._images = 0
+        #: the last ``train/loss_step`` written to the loggers (the progress bar shows it), and its step.
+        self.last_step_loss: float | None = None
+        self._logged_step = -1
+        self._grad_params: tuple[Optimizer, list[nn.Parameter]] | None = None
         # Saved in checkpoints, so a resumed run keeps its best validation accuracy.
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)
@@ -271,40 +305,66 @@ class ClassificationModule(pl.LightningModule):
             loss = self._ce(logits, target)
         self._step_loss = loss.detach()
         self._accumulate(self._step_loss, logits.detach(), y)
-        # The loss alone is logged every log_every_n_steps; the epoch's loss and accuracy once, at its end.
-        if self._log_step_due():
-            self.log("train/loss_step", self._step_loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
     def _accumulate(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
         """Adds a training batch's loss and correct top-1 predictions to the epoch's running sums.
 
-        Two small tensor ops a step, with no host sync: the torchmetrics updates they replace (argument
+        A few small tensor ops a step, with no host sync: the torchmetrics updates they replace (argument
         checks, state bookkeeping) cost several times more, a few percent of a LeNet-5 step.
         """
-        correct = (logits.argmax(1) == y).sum()  # ()
-        step = torch.stack((loss.float(), correct.to(torch.float32)))  # (2,)
-        if self._train_sums is None:
-            self._train_sums = step
+        correct = (logits.argmax(1) == y).sum()  # () int64
+        if self._loss_sum is None or self._correct is None:
+            self._loss_sum, self._correct = loss.float().clone(), correct
         else:
-            self._train_sums.add_(step)
+            self._loss_sum.add_(loss)
+            self._correct.add_(correct)
         self._batches += 1
         self._images += int(y.shape[0])
 
     def train_epoch_stats(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """This process's training loss (the mean of its batch losses) and top-1 accuracy so far in the
         epoch, or ``None`` before its first step."""
-        if self._train_sums is None:
+        if self._loss_sum is None or self._correct is None:
             return None
-        return self._train_sums[0] / self._batches, self._train_sums[1] / self._images
+        return self._loss_sum / self._batches, self._correct / self._images
 
-    def _log_step_due(self) -> bool:
-        """Whether this step's loss is logged: every ``trainer.log_every_n_steps`` steps."""
-        try:
-            every = max(int(self.trainer.log_every_n_steps or 1), 1)
-        except RuntimeError:  # used without a Trainer
-            return False
-        return (self.global_step + 1) % every == 0
+    def train_epoch_metrics(self) -> dict[str, torch.Tensor] | None:
+        """The epoch's training loss and accuracy over all processes, or ``None`` before the epoch's first step.
+
+        The running sums go into the ``train_loss``/``train_acc`` metrics once (weighted by this process's
+        batches and images); ``compute()`` then gathers every rank's (a collective under data-parallel
+        training: every rank calls this) and keeps the result, so a second call costs nothing.
+        """
+        stats = self.train_epoch_stats()
+        if stats is None:
+            return None
+        if not self.train_loss.update_count:
+            self.train_loss.update(stats[0], weight=self._batches)
+            self.train_acc.update(stats[1], weight=self._images)
+        return {"train/loss": self.train_loss.compute(), "train/acc": self.train_acc.compute()}
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Writes the step's loss, ``train/loss_step``, to the loggers every ``trainer.log_every_n_steps``
+        optimizer steps (at the step and with the epoch Lightning's own logging would give it).
+
+        It goes to the loggers directly, not through ``self.log``: one host sync and one row every N steps,
+        where ``self.log`` costs about as much as a LeNet-5 step each time and keeps Lightning's result
+        collection busy on every later step. The progress bar shows it (:class:`~zoo.training.callbacks.
+        LossRichProgressBar`); rank 0's own value, unsynchronised.
+        """
+        step = int(self.global_step)  # optimizer steps so far, this batch's included
+        if step in (0, self._logged_step) or self._step_loss is None or step % self._log_every() != 0:
+            return
+        self._logged_step = step
+        self.last_step_loss = float(self._step_loss)
+        for logger in self.trainer.loggers:
+            logger.log_metrics({"train/loss_step": self.last_step_loss, "epoch": int(self.current_epoch)},
+                               step=step - 1)
+
+    def _log_every(self) -> int:
+        """``trainer.log_every_n_steps`` (at least 1)."""
+        return max(int(self.trainer.log_every_n_steps or 1), 1)
 
     def on_train_epoch_end(self) -> None:
         """Logs the epoch's training loss and accuracy, then starts them afresh.
@@ -314,15 +374,13 @@ class ClassificationModule(pl.LightningModule):
         (the same on every rank) once more, as Lightning asks of epoch-level logs. The per-step
         ``train/loss_step`` is rank 0's own, unsynchronised (a reduction every step would cost a collective).
         """
-        stats = self.train_epoch_stats()
-        if stats is not None:
-            self.train_loss.update(stats[0], weight=self._batches)
-            self.train_acc.update(stats[1], weight=self._images)
-            self.log("train/loss_epoch", self.train_loss.compute(), prog_bar=True, sync_dist=True)
-            self.log("train/acc", self.train_acc.compute(), prog_bar=True, sync_dist=True)
+        metrics = self.train_epoch_metrics()
+        if metrics is not None:
+            self.log("train/loss_epoch", metrics["train/loss"], prog_bar=True, sync_dist=True)
+            self.log("train/acc", metrics["train/acc"], prog_bar=True, sync_dist=True)
         self.train_loss.reset()
         self.train_acc.reset()
-        self._train_sums, self._batches, self._images = None, 0, 0
+        self._loss_sum, self._correct, self._batches, self._images = None, None, 0, 0
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
         x, y = batch
@@ -361,15 +419,17 @@ class ClassificationModule(pl.LightningModule):
         if not self.check_finite or self._step_loss is None:
             return
         loss = self._step_loss
-        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        scaled = "16-mixed" in str(getattr(self.trainer, "precision", ""))
-        total = loss.float()
-        if grads and not scaled:
-            total = total + torch.stack(torch._foreach_norm(grads)).float().sum()
-        if not bool(torch.isfinite(total)):
-            if not bool(torch.isfinite(loss)):
-                self._diverged("loss", "train/loss_step", float(loss))
-            self._diverged("gradients", "train/grad_norm", float(total - loss.float()))
+        if self._grad_params is None or self._grad_params[0] is not optimizer:  # its parameters, listed once
+            self._grad_params = (optimizer, [p for g in optimizer.param_groups for p in g["params"]])
+        grads = [p.grad for p in self._grad_params[1] if p.grad is not None]
+        if "16-mixed" in str(self.trainer.precision):
+            grads = []
+        if _all_finite(loss, grads):
+            return
+        if not bool(torch.isfinite(loss)):
+            self._diverged("loss", "train/loss_step", float(loss))
+        total = torch.stack(torch._foreach_norm(grads)).float().sum()
+        self._diverged("gradients", "train/grad_norm", float(total))
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         """Lightning's optimizer step, then the EMA's update (before any callback sees the step, so a
