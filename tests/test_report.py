@@ -401,3 +401,21 @@ def test_wall_time_per_seed_and_resumed_seeds(tmp_path):
     md = to_markdown(rows)
     assert "| 40 | ≥ 25m 50s |" in md and "counts only the segment that finished" in md
     assert "| Wall time |" in md and "| Wall time / seed |" in md
+
+
+def test_options_added_later_and_left_off_do_not_split_a_recipe() -> None:
+    """A run recorded before the EMA, mixup, CutMix and accumulation options existed and one recorded with
+    them off hash alike; turning one on makes another recipe."""
+    from zoo.report import config_hash
+
+    old = {"config": {"seed": 0, "model": {"name": "resnet20"}, "optim": {"lr": 0.1},
+                      "trainer": {"max_epochs": 40}}}
+    new = {"config": {**old["config"], "seed": 1, "tags": [], "print_config": False,
+                      "ema": {"enabled": False, "decay": 0.9998, "warmup": True}, "mixup": {"alpha": 0.0},
+                      "cutmix": {"alpha": 0.0}, "mix_prob": 1.0,
+                      "trainer": {"max_epochs": 40, "accumulate_grad_batches": 1}}}
+    assert config_hash(old) == config_hash(new)
+    for section, value in [("ema", {"enabled": True, "decay": 0.9998, "warmup": True}), ("mixup", {"alpha": 0.2}),
+                           ("trainer", {"max_epochs": 40, "accumulate_grad_batches": 2})]:
+        changed = {"config": {**new["config"], section: value}}
+        assert config_hash(changed) != config_hash(old), section

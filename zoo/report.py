@@ -109,7 +109,11 @@ def dataset_label(data: str, experiment: str = "", target: str = "") -> str:
 
 # Config keys that do not change what is trained: paths, logging, the seed, resumption.
 _IGNORED_TOP = {"seed", "paths", "task_name", "ckpt_path", "overwrite", "logger", "callbacks", "hydra", "extras",
-                "tags", "paper_result"}
+                "tags", "paper_result", "print_config"}
+# Options added after runs were made, at the value that leaves the recipe as it was (off): a run made
+# before the option existed and one made after with it off are the same recipe. (section, key) -> value.
+_NEUTRAL = {("ema", "enabled"): False, ("mixup", "alpha"): 0.0, ("cutmix", "alpha"): 0.0,
+            ("trainer", "accumulate_grad_batches"): 1}
 # The dataset's own facts (older runs kept copies of them in the data config; the model has them).
 _IGNORED_DATA = {"num_classes", "in_chans", "small_input"}
 _IGNORED_ANYWHERE = {"root", "download", "num_workers", "default_root_dir", "save_dir", "dirpath",
@@ -226,9 +230,26 @@ def _strip(cfg: Any, top: bool = False) -> Any:
     return cfg
 
 
+def _drop_neutral(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` without the options of :data:`_NEUTRAL` that are off: the EMA section when it is disabled,
+    mixup and CutMix at alpha 0 (and ``mix_prob`` when both are), one-batch gradient accumulation."""
+    cfg = dict(cfg)
+    for (section, key), value in _NEUTRAL.items():
+        part = cfg.get(section)
+        if isinstance(part, dict) and part.get(key) == value:
+            if section == "trainer":
+                cfg[section] = {k: v for k, v in part.items() if k != key}
+            else:
+                del cfg[section]
+    if "mixup" not in cfg and "cutmix" not in cfg:
+        cfg.pop("mix_prob", None)
+    return cfg
+
+
 def config_hash(results: dict[str, Any]) -> str:
-    """Returns a short hash of the run's resolved config without the seed, paths, logging and the data's facts."""
-    cfg = _strip(results.get("config") or {}, top=True)
+    """Returns a short hash of the run's resolved config without the seed, paths, logging, the data's facts
+    and the options that are off (:data:`_NEUTRAL`)."""
+    cfg = _drop_neutral(_strip(results.get("config") or {}, top=True))
     if isinstance(cfg.get("data"), dict):
         cfg["data"] = {k: v for k, v in cfg["data"].items() if k not in _IGNORED_DATA}
     return hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:8]
