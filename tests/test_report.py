@@ -188,6 +188,10 @@ def test_csv_markdown_plots_and_pending_presets(runs_root, tmp_path):
     pytest.importorskip("matplotlib")
     plots = {p.name for p in (out / "plots").glob("*.png")}
     assert {"acc_vs_params.png", "acc_vs_macs.png", "val_acc_lenet5_mnist_lenet5_mnist.png"} <= plots
+    # A curve of a group that no longer exists is removed on the next report; the others stay.
+    (out / "plots" / "val_acc_gone_mnist_gone.png").write_bytes(b"stale")
+    write_report([runs_root], out, configs_dir=configs)
+    assert {p.name for p in (out / "plots").glob("*.png")} == plots
     assert len([p for p in plots if p.startswith("val_acc_")]) == 3
     assert all((out / "plots" / p).stat().st_size > 1000 for p in plots)
 

@@ -715,7 +715,8 @@ def _save(fig: Any, path: Path) -> Path:
 
 def write_plots(groups: Sequence[Group], rows: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Path]:
     """Draws validation-accuracy curves (one PNG per group, one line per run) and accuracy against
-    parameters and against MACs. Skipped with a warning when matplotlib is missing.
+    parameters and against MACs, and removes the curves of groups that are gone. Skipped with a warning
+    when matplotlib is missing.
 
     Returns:
         The files written.
@@ -760,6 +761,11 @@ def write_plots(groups: Sequence[Group], rows: Sequence[dict[str, Any]], out_dir
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         written.append(_save(fig, out_dir / f"acc_vs_{key}.png"))
+    # Curves of groups that no longer exist (a recipe split and merged again, a run removed) go: the folder
+    # shows the runs as they are.
+    for stale in sorted(set(out_dir.glob("val_acc_*.png")) - set(written)):
+        stale.unlink()
+        log.info("removed %s: no such group of runs any more", stale)
     return written
 
 
