@@ -186,17 +186,6 @@ def test_quiet_profiler_is_the_default_and_a_named_profiler_wins(tmp_path):
     assert isinstance(run_module.build_trainer(cfg, [], [], interactive=False).profiler, SimpleProfiler)
 
 
-def test_lightning_hook_bookkeeping_is_a_plain_attribute():
-    """``_current_fx_name`` (set around every hook) bypasses nn.Module's __setattr__ and reads back."""
-    import functools
-
-    module = ClassificationModule(torch.nn.Linear(2, 2), functools.partial(torch.optim.SGD, lr=0.1))
-    module._current_fx_name = "training_step"
-    assert module._current_fx_name == "training_step" and "_current_fx_name" in vars(module)
-    module.extra = torch.nn.Linear(2, 2)  # everything else still goes through nn.Module
-    assert "extra" in module._modules
-
-
 def test_step_loss_goes_to_the_loggers_every_n_optimizer_steps_and_to_the_progress_bar(tmp_path, monkeypatch):
     """train/loss_step is written at Lightning's steps (N-1, 2N-1, ...), once per optimizer step under
     gradient accumulation, with the epoch; the progress bar adds the last value to Lightning's metrics."""

@@ -218,7 +218,6 @@ class TensorImageDataset(Dataset):
         self.targets = targets.to(torch.int64)
         self.transform = transform
         self.batch_transform = batch_transform
-        self._prepared: tuple[Any, torch.Tensor] | None = None  # (batch transform, every image through it)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -239,26 +238,7 @@ class TensorImageDataset(Dataset):
         """
         self.images = self.images.to(device)
         self.targets = self.targets.to(device)
-        self._prepared = None
         return self
-
-    #: largest float32 copy (bytes) :meth:`prepared_images` keeps; above it batches are transformed one by one.
-    PREPARED_LIMIT = 2**30
-
-    def prepared_images(self) -> torch.Tensor | None:
-        """Every image through a batch transform that draws nothing (a normalisation), made once and kept.
-
-        A training recipe without augmentation then costs one ``index_select`` a batch, as the
-        pre-normalised evaluation sets do, with the values the transform gives batch by batch (it is
-        elementwise). ``None`` when the transform draws (a crop, a flip), when there is a per-image
-        ``transform`` instead, or when the copy would exceed :attr:`PREPARED_LIMIT` bytes.
-        """
-        tf = self.batch_transform
-        if tf is None or getattr(tf, "draws_random", True) or self.images.numel() * 4 > self.PREPARED_LIMIT:
-            return None
-        if self._prepared is None or self._prepared[0] is not tf:
-            self._prepared = (tf, torch.cat([tf(chunk) for chunk in self.images.split(4096)]))
-        return self._prepared[1]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.images[index]  # (C, H, W)
@@ -285,9 +265,6 @@ class TensorImageDataset(Dataset):
             ``(images (B, C, H, W), targets (B,))`` on the dataset's device.
         """
         idx = _to(idx, self.images.device)
-        prepared = self.prepared_images()
-        if prepared is not None:
-            return prepared.index_select(0, idx), self.targets.index_select(0, idx)
         # index_select, not images[idx]: the same rows, and on the CPU about 15x cheaper for a batch.
         x = self.images.index_select(0, idx)  # (B, C, H, W)
         if self.batch_transform is not None:

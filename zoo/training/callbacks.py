@@ -14,7 +14,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Checkpoint, RichProgressBar
 
-__all__ = ["EpochLogger", "LastCheckpoint", "LossRichProgressBar", "RNGState", "RunMetadata", "capture_rng", "restore_rng"]
+__all__ = ["EpochLogger", "LastCheckpoint", "LossRichProgressBar", "RNGState", "RunMetadata", "capture_rng",
+           "restore_rng"]
 
 log = logging.getLogger("zoo.train")
 

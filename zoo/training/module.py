@@ -254,15 +254,6 @@ class ClassificationModule(pl.LightningModule):
         self.check_finite = True
         self._step_loss: torch.Tensor | None = None
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning names the running hook in ``_current_fx_name`` before and after every hook call, some
-        # 25 times a training step. The value is a string (never a tensor or a module), so it skips
-        # nn.Module's bookkeeping, which costs ten times a plain attribute write.
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Returns logits of the trained weights; a 5-D batch ``(B, n_crops, C, H, W)`` gets crop-averaged logits."""
         return self._logits(self._run, x)

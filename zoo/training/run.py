@@ -38,8 +38,8 @@ from zoo.training.module import ClassificationModule, DivergenceError
 from zoo.training.records import RunFolder, config_changes
 from zoo.weights import save_weights
 
-__all__ = ["train", "build_trainer", "QuietProfiler", "resolve_ckpt_path", "check_input", "TrainingDiverged", "data_facts", "model_kwargs",
-           "recipe_options", "print_config_tree"]
+__all__ = ["train", "build_trainer", "QuietProfiler", "resolve_ckpt_path", "check_input", "TrainingDiverged",
+           "data_facts", "model_kwargs", "recipe_options", "print_config_tree"]
 
 log = logging.getLogger("zoo.train")
 
