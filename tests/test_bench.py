@@ -86,6 +86,8 @@ def test_loop_and_tta_sections(tmp_path: Path) -> None:
     assert {r["baseline"] for r in loop if r["ratio"]} == {"plain"}
     assert {r["variant"] for r in loop if r["ratio"]} == {"project", "plain_loader", "lightning_bare"}
     assert all(int(r["n"]) == 2 for r in loop)  # --quick: 2 rounds
+    assert [n.split(":")[0] for n in doc["notes"]["loop"] if "paired by round" in n] == \
+        ["project / plain, paired by round", "lightning_bare / plain, paired by round"]
 
     tta = {(r["name"], r["metric"]): r for r in rows if r["section"] == "tta"}
     assert {("epoch 1", "val_acc"), ("epoch 2", "val_acc"), ("final", "test_acc")} <= set(tta)
@@ -153,6 +155,22 @@ def test_interleave_runs_rounds_in_order_and_discards_warmup() -> None:
     assert calls == ["a", "b"] * 5
     assert [s.cpu for s in got["a"]] == [5.0, 7.0, 9.0]  # rounds 3..5: calls 5, 7, 9
     assert [s.cpu for s in got["b"]] == [12.0, 16.0, 20.0]
+
+
+def test_paired_ratios_divide_the_samples_of_each_round() -> None:
+    """Round by round: a drift that slows both sides alike leaves every paired ratio at 1.2, while the medians
+    of the two sides come from different rounds."""
+    from zoo.bench.loop import paired_ratios
+
+    plain = [Sample(t, 2 * t) for t in (1.0, 3.0, 2.0, 5.0, 4.0)]
+    project = [Sample(1.2 * p.cpu, 2.4 * p.cpu) for p in plain]
+    assert paired_ratios(project, plain) == "cpu 1.200x (1.200-1.200), wall 1.200x (1.200-1.200), " \
+                                             "median (quartiles) of 5 rounds"
+    uneven = [Sample(c, c) for c in (1.0, 1.1, 1.3, 1.6, 2.0)]
+    ones = [Sample(1.0, 1.0)] * 5
+    assert paired_ratios(uneven, ones).startswith("cpu 1.300x (1.100-1.600)")
+    assert paired_ratios([Sample(2.0, 3.0)], [Sample(1.0, 1.0)]) == "cpu 2.000x, wall 3.000x, median (quartiles) " \
+                                                                   "of 1 round"
 
 
 def test_ratios_are_value_a_over_value_b(tmp_path: Path) -> None:
