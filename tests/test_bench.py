@@ -160,7 +160,7 @@ def test_interleave_runs_rounds_in_order_and_discards_warmup() -> None:
 def test_paired_ratios_divide_the_samples_of_each_round() -> None:
     """Round by round: a drift that slows both sides alike leaves every paired ratio at 1.2, while the medians
     of the two sides come from different rounds."""
-    from zoo.bench.loop import paired_ratios
+    from zoo.bench.core import paired_ratios
 
     plain = [Sample(t, 2 * t) for t in (1.0, 3.0, 2.0, 5.0, 4.0)]
     project = [Sample(1.2 * p.cpu, 2.4 * p.cpu) for p in plain]

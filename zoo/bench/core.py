@@ -29,7 +29,7 @@ import torch
 
 __all__ = [
     "SECTIONS", "DEFAULT_SECTIONS", "CPU_FLAGS", "BenchOptions", "Sample", "Clock", "Sampler", "interleave",
-    "Measurement", "Report", "machine_info", "write_outputs", "project_root", "compose_train_config",
+    "paired_ratios", "Measurement", "Report", "machine_info", "write_outputs", "project_root", "compose_train_config",
     "quiet_loggers",
 ]
 
@@ -204,6 +204,24 @@ def interleave(samplers: dict[str, Callable[[], Sample]], repeats: int, warmup: 
             if r >= warmup:
                 kept[variant].append(s)
     return kept
+
+
+def paired_ratios(a: list[Sample], b: list[Sample]) -> str:
+    """The ratios ``a / b`` of the samples taken in the same round, as ``median (quartiles)`` in CPU and in wall time.
+
+    A round's two samples run back to back, so their ratio is spared the machine's slower drifts (other jobs
+    on the host), which the ratio of the two medians is not.
+    """
+    def spread(values: list[float]) -> str:
+        if len(values) < 2:
+            return f"{values[0]:.3f}x"
+        q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+        return f"{q2:.3f}x ({q1:.3f}-{q3:.3f})"
+
+    cpu = [x.cpu / y.cpu for x, y in zip(a, b)]
+    wall = [x.wall / y.wall for x, y in zip(a, b)]
+    rounds = f"{len(cpu)} round" + ("s" if len(cpu) != 1 else "")
+    return f"cpu {spread(cpu)}, wall {spread(wall)}, median (quartiles) of {rounds}"
 
 
 @contextmanager

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import statistics
 import tempfile
 import warnings
 from itertools import islice
@@ -33,9 +32,10 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from zoo.bench.core import BenchOptions, Clock, Report, Sample, compose_train_config, interleave, quiet_loggers
+from zoo.bench.core import (BenchOptions, Clock, Report, Sample, compose_train_config, interleave, paired_ratios,
+                            quiet_loggers)
 
-__all__ = ["run_loop", "loop_config", "paired_ratios", "StepTimer"]
+__all__ = ["run_loop", "loop_config", "StepTimer"]
 
 log = logging.getLogger(__name__)
 
@@ -67,24 +67,6 @@ def loop_config(options: BenchOptions, output_dir: str | Path) -> Any:
         if cfg.get("callbacks"):
             cfg.callbacks.pop("rich_progress_bar", None)  # a benchmark is a non-interactive run
     return cfg
-
-
-def paired_ratios(a: list[Sample], b: list[Sample]) -> str:
-    """The ratios ``a / b`` of the samples taken in the same round, as ``median (quartiles)`` in CPU and in wall time.
-
-    A round's two samples run back to back, so their ratio is spared the machine's slower drifts (other jobs
-    on the host), which the ratio of the two medians is not.
-    """
-    def spread(values: list[float]) -> str:
-        if len(values) < 2:
-            return f"{values[0]:.3f}x"
-        q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
-        return f"{q2:.3f}x ({q1:.3f}-{q3:.3f})"
-
-    cpu = [x.cpu / y.cpu for x, y in zip(a, b)]
-    wall = [x.wall / y.wall for x, y in zip(a, b)]
-    rounds = f"{len(cpu)} round" + ("s" if len(cpu) != 1 else "")
-    return f"cpu {spread(cpu)}, wall {spread(wall)}, median (quartiles) of {rounds}"
 
 
 class StepTimer(pl.Callback):
@@ -251,7 +233,8 @@ def run_loop(options: BenchOptions, report: Report) -> None:
     report.add_timings("loop", name, samples, note=f"per step; {warm} warm-up + {steps} timed steps per sample")
     report.set_ratios("loop", "plain")
     for variant in ("project", "lightning_bare"):
-        report.note("loop", f"{variant} / plain, paired by round: {paired_ratios(samples[variant], samples['plain'])}")
+        paired = paired_ratios(samples[variant], samples["plain"])
+        report.note("loop", f"{variant} / plain, paired by round: {paired}")
     report.note("loop", f"config: python train.py {' '.join(options.loop_overrides)} (data.root {options.data_root}; "
                         f"one epoch of {warm} + {steps} batches, no validation); model {cfg.model.get('name')}, optimizer "
                         f"{cfg.optim.get('_target_')}, batch {datamodule.batch_size}, device {device}")
