@@ -4,6 +4,7 @@ trained: each run completes, learns, and its checkpoints hold the plain model.""
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import pytest
@@ -229,3 +230,42 @@ def test_fused_finite_check_finds_every_non_finite_value_and_leaves_the_gradient
         assert all(torch.equal(a, b) for a, b in zip(h[:1], before[:1]))
         assert torch.equal(h[1].nan_to_num(), before[1].nan_to_num())
         assert not _all_finite(torch.tensor(1.0), [t.double() for t in h])
+
+
+@pytest.mark.parametrize("nvml_loads", [False, True])
+def test_nvml_check_is_skipped_only_where_nvml_cannot_load(monkeypatch, nvml_loads):
+    """Lightning's PYTORCH_NVML_BASED_CUDA_CHECK=1 makes every Adam step try to load libnvidia-ml; where
+    it cannot load, the variable goes to 0 (torch's answer is the CUDA runtime's either way) and a step
+    loads nothing; where it loads, the variable stays."""
+    import ctypes
+
+    if not torch.backends.cuda.is_built():
+        pytest.skip("a CPU build of torch has no CUDA check to skip")
+    loads: list[str] = []
+    real_cdll = ctypes.CDLL
+
+    def cdll(name: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(name).startswith("libnvidia-ml"):
+            loads.append(str(name))
+            if not nvml_loads:
+                raise OSError(f"{name}: cannot open shared object file")
+            return real_cdll(None)  # a stand-in library handle (the process itself)
+        return real_cdll(name, *args, **kwargs)
+
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    available = torch.cuda.is_available()
+    assert run_module.skip_unloadable_nvml_check() is (not nvml_loads)
+    expected = "1" if nvml_loads else "0"
+    assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == expected
+    if not nvml_loads:
+        assert torch.cuda.is_available() is available  # the same answer without NVML
+        loads.clear()
+        w = torch.nn.Parameter(torch.ones(3))
+        opt = torch.optim.Adam([w])
+        w.sum().backward()
+        opt.step()
+        assert loads == [], "an Adam step still tried to load NVML"
+    # a variable someone else set to 0 (or left unset) is left alone
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "0")
+    assert run_module.skip_unloadable_nvml_check() is False

@@ -151,6 +151,7 @@ def run_loop(options: BenchOptions, report: Report) -> None:
     from zoo.training.module import ClassificationModule
     from zoo.training import run
 
+    run.skip_unloadable_nvml_check()  # Lightning's NVML check would cost every side's optimizer step alike
     device = options.torch_device
     clock = Clock(device)
     warm, steps = max(1, options.loop_warmup), options.steps

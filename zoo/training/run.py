@@ -38,8 +38,8 @@ from zoo.training.module import ClassificationModule, DivergenceError
 from zoo.training.records import RunFolder, config_changes
 from zoo.weights import save_weights
 
-__all__ = ["train", "build_trainer", "QuietProfiler", "resolve_ckpt_path", "check_input", "TrainingDiverged",
-           "data_facts", "model_kwargs", "recipe_options", "print_config_tree"]
+__all__ = ["train", "build_trainer", "QuietProfiler", "skip_unloadable_nvml_check", "resolve_ckpt_path", "check_input",
+           "TrainingDiverged", "data_facts", "model_kwargs", "recipe_options", "print_config_tree"]
 
 log = logging.getLogger("zoo.train")
 
@@ -506,10 +506,43 @@ class QuietProfiler(PassThroughProfiler):
         return self._NULL
 
 
+_NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
+
+
+def skip_unloadable_nvml_check() -> bool:
+    """Turns off torch's NVML-based CUDA check when NVML cannot be loaded; returns whether it did.
+
+    ``lightning_fabric`` sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` when imported, so that
+    ``torch.cuda.is_available()`` asks NVML instead of initialising CUDA. Adam, AdamW and most other
+    torch optimizers ask on every ``step()`` (``_accelerator_graph_capture_health_check``). Where a
+    CUDA build of torch runs without an NVIDIA driver, ``libnvidia-ml.so.1`` is missing: each question
+    then tries to ``dlopen`` it, searching the library path (about 50 µs), and falls back to the CUDA
+    runtime's answer. With the variable off, torch asks the CUDA runtime at once: the same answer, and
+    the same fork safety (the fallback initialised the runtime's device count all along).
+
+    Nothing changes where NVML loads (a machine with a GPU driver), where torch has no CUDA, or where the
+    variable is not ``1``.
+    """
+    if os.environ.get(_NVML_CHECK) != "1" or not torch.backends.cuda.is_built():
+        return False
+    import ctypes
+
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        os.environ[_NVML_CHECK] = "0"
+        log.debug("%s=0: NVML cannot be loaded, so torch's CUDA check asks the CUDA runtime directly", _NVML_CHECK)
+        return True
+    return False
+
+
 def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback], loggers: list[Any], *, interactive: bool,
                   **overrides: Any) -> pl.Trainer:
     """The run's Lightning ``Trainer``: ``cfg.trainer`` with the callbacks, the loggers, atomic
     checkpoint I/O and, unless the config names a profiler, :class:`QuietProfiler`.
+
+    Where NVML cannot be loaded, torch's per-step CUDA check first stops asking it
+    (:func:`skip_unloadable_nvml_check`).
 
     Args:
         cfg: the run's config.
@@ -518,6 +551,7 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback], loggers: list[A
         interactive: show the progress bar and the model summary.
         **overrides: further ``Trainer`` keywords (the benchmark's).
     """
+    skip_unloadable_nvml_check()
     extra: dict[str, Any] = {}
     if cfg.trainer.get("profiler") is None:
         extra["profiler"] = QuietProfiler()
