@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
-# pytest workers: one per core by default.
+# pytest workers: one per core by default; idle workers take queued tests from busy ones (worksteal), so a
+# few long subprocess tests at the end do not leave a core idle.
 JOBS   ?= auto
 
 .PHONY: train test test-export table results bench install install-dev report clean help
@@ -45,11 +46,11 @@ train: $(VENV)/.installed-train
 	$(BIN)/python train.py $(ARGS)
 
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -n $(JOBS) --durations=15 -m "not export_sweep" $(ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) --dist worksteal --durations=15 -m "not export_sweep" $(ARGS)
 
 # Every registered model through TorchScript, torch.export, ONNX (onnxruntime) and torch.compile.
 test-export: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -n $(JOBS) -m export_sweep tests/test_export.py $(ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) --dist worksteal -m export_sweep tests/test_export.py $(ARGS)
 
 # The README results table: `make table` trains every CPU-trainable preset over seeds 0,1,2 (finished seeds
 # are skipped) into results/runs, which is kept in git without weights; `make results` regenerates the

@@ -3,9 +3,9 @@
 Each case runs the real ``train.py`` in a subprocess: modern LeNet-5 with dropout on the digits (pad-crop
 augmentation, cosine schedule stepped per batch), 3 epochs of 20 batches, ``last.ckpt`` at every epoch
 end and every 7 steps, ``trainer.deterministic=true``, one thread. A callback of ``tests/resume_helpers.py``
-kills the process at a chosen point; the run is then resumed in its folder, and its final weights, optimizer
-state, best checkpoint and ``results.json`` figures are compared with those of the run that was never
-interrupted.
+kills the process at a chosen point; the run is resumed in its folder, killed at the next point of its case,
+and so on, then resumed to the end. Its final weights, optimizer state, best checkpoint and ``results.json``
+figures are compared with those of the run that was never interrupted.
 """
 
 from __future__ import annotations
@@ -70,38 +70,35 @@ def _assert_same_run(ref: Path, run: Path) -> None:
     _assert_same_state(_load(ref / "checkpoints" / best_a), _load(run / "checkpoints" / best_b))
 
 
-# step:10 resumes mid-epoch from the step-7 checkpoint; save:14 dies inside torch.save of the step-14
-# checkpoint (its temporary file is left half-written; last.ckpt is still step 7); val:2 dies during the
-# second epoch's validation; epoch_start:3 right after the second epoch's last.ckpt; test:0 after training.
-POINTS = ["step:10", "save:14", "val:2", "epoch_start:3", "step:47", "test:0"]
+# Each case kills one run at several points in turn, resuming it after each kill. step:10 resumes mid-epoch
+# from the step-7 checkpoint; save:N dies inside torch.save of the step-N checkpoint (its temporary file is
+# left half-written; last.ckpt is still the one before); val:2 dies during the second epoch's validation;
+# epoch_start:3 right after the second epoch's last.ckpt; step:47 in the third epoch; test:0 after training.
+# Every segment's resume has to be exact for the final state to equal the reference's.
+CHAINS = [("step:10", "save:28"), ("save:14", "val:2"), ("epoch_start:3", "step:47", "test:0")]
 
 
-@pytest.mark.parametrize("point", POINTS)
-def test_kill_and_resume_is_bitwise_exact(point: str, reference: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("points", CHAINS, ids=["+".join(c) for c in CHAINS])
+def test_killed_and_resumed_run_is_bitwise_exact(points: tuple[str, ...], reference: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    killed = _kill_at(run_dir, point)
-    assert killed.returncode == KILLED, killed.stderr[-3000:]
-    assert not (run_dir / "results.json").exists()
-    if point.startswith("save:"):
-        assert list((run_dir / "checkpoints").glob(".*.tmp")), "the kill should leave a half-written file"
+    for i, point in enumerate(points):
+        resume = ["ckpt_path=last"] if i else []
+        killed = _train(run_dir, *resume, "+callbacks.killer._target_=resume_helpers.KillAt",
+                        f"+callbacks.killer.point={point}")
+        assert killed.returncode == KILLED, (point, killed.stderr[-3000:])
+        assert not (run_dir / "results.json").exists(), point
+        if point.startswith("save:"):
+            assert list((run_dir / "checkpoints").glob(".*.tmp")), f"the kill at {point} should leave a half-written file"
     resumed = _train(run_dir, "ckpt_path=last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert not list((run_dir / "checkpoints").glob(".*.tmp")), "stale temporary files are removed on resume"
     _assert_same_run(reference, run_dir)
     segments = json.loads((run_dir / "results.json").read_text())["segments"]
-    assert [s["status"] for s in segments] == ["interrupted", "completed"]
-    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / ".hydra-2" / "config.yaml").is_file()
-
-
-def test_killed_twice_resumes_twice(reference: Path, tmp_path: Path) -> None:
-    """Two kills in two segments (mid-epoch, then during a save), two resumes: still bitwise equal."""
-    run_dir = tmp_path / "run"
-    assert _kill_at(run_dir, "step:10").returncode == KILLED
-    second = _train(run_dir, "ckpt_path=last", "+callbacks.killer._target_=resume_helpers.KillAt",
-                    "+callbacks.killer.point=save:28")
-    assert second.returncode == KILLED, second.stderr[-3000:]
-    assert _train(run_dir, "ckpt_path=last").returncode == 0
-    _assert_same_run(reference, run_dir)
-    segments = json.loads((run_dir / "results.json").read_text())["segments"]
-    assert [s["status"] for s in segments] == ["interrupted", "interrupted", "completed"]
-    assert [s["start_step"] for s in segments] == [0, 7, 21]
+    assert [s["status"] for s in segments] == ["interrupted"] * len(points) + ["completed"]
+    starts = [s["start_step"] for s in segments]
+    assert starts[0] == 0 and starts == sorted(starts), starts
+    if points == ("step:10", "save:28"):  # last.ckpt every 7 steps: resumed at 7, then at 21 (28 died mid-save)
+        assert starts == [0, 7, 21]
+    # each segment keeps its own composed config; none overwrites an earlier one
+    for k in range(1, len(points) + 2):
+        assert (run_dir / (".hydra" if k == 1 else f".hydra-{k}") / "config.yaml").is_file(), k
