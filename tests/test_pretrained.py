@@ -62,3 +62,18 @@ def test_shipped_weights_reproduce_the_table_on_real_mnist(model, real_mnist_roo
     acc = torch.tensor(correct / len(dm.test_set), dtype=torch.float32).item()
     expected = json.loads((run_dir / "results.json").read_text())["test/acc"]
     assert acc == expected, (model, correct)
+
+
+def test_readme_lists_each_shipped_model_with_its_run_and_accuracy():
+    """The README's table of shipped weights gives each file's own test/acc (to 0.01 %) and seed-0 run."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    rows = dict((m, (float(acc), run)) for m, acc, run in
+                re.findall(r"^\| `(\w+)` \| (\d+\.\d+) % \| `(results/runs/\w+/seed0)` \|$", text, flags=re.M))
+    assert sorted(rows) == sorted(SHIPPED), "the README's shipped-weights table lists other models"
+    for model, preset in SHIPPED.items():
+        acc, run = rows[model]
+        assert run == f"results/runs/{preset}/seed0", model
+        expected = round(100 * resolve_weights(model, "mnist").meta["metrics"]["test/acc"], 2)
+        assert acc == expected, f"README gives {model} {acc} %, its weights {expected} %"
