@@ -216,3 +216,23 @@ def test_lenet5_mnist_row_compares_with_the_paper(tmp_path):
     assert row["paper"] == pytest.approx(99.05) and row["n_runs"] == len(SEEDS)
     assert row["diff"] == pytest.approx(row["ours_mean"] - 99.05, abs=1e-3)
     assert row["verdict"] in ("within noise", f"off by {abs(row['diff']):.2f} pts")
+
+
+def test_readme_reference_ops_rows_are_the_committed_runs():
+    """The README's reference-ops table gives the accuracy and training time of the runs in
+    ``results/reference_ops`` (each run's command is the table's, with its ``conv_impl``)."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `(lenet5\w*)` \| .* \| (0\.\d{4}) \| (0\.\d{4}) \| (\d+) s / (\d+) s \((\d+\.\d)×\) \|$",
+                      text, flags=re.M)
+    assert [r[0] for r in rows] == ["lenet5_modern", "lenet5"]
+    for model, acc_native, acc_ref, s_native, s_ref, ratio in rows:
+        runs = {impl: json.loads((ROOT / "results" / "reference_ops" / f"{model}_{impl}" / "results.json").read_text())
+                for impl in ("native", "reference")}
+        for impl, acc, seconds in (("native", acc_native, s_native), ("reference", acc_ref, s_ref)):
+            run = runs[impl]
+            assert f"model={model} " in run["command"] and f"model.conv_impl={impl}" in run["command"]
+            assert f"{run['test/acc']:.4f}" == acc, (model, impl)
+            assert round(run["train_seconds"]) == int(seconds), (model, impl)
+        assert f"{runs['reference']['train_seconds'] / runs['native']['train_seconds']:.1f}" == ratio, model
