@@ -129,6 +129,36 @@ def test_timing_sections(tmp_path: Path, mnist_root: Path) -> None:
     assert doc["options"]["quick"] is True and doc["options"]["workers"] == [0, 1]
 
 
+def test_throughput_compile_variant_notes_its_compilation_time(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --compile the throughput section adds a ``compile`` training variant and notes how long its first
+    step (the compilation) took; a model that fails to compile is noted and left out. torch.compile is
+    replaced by stand-ins here (a real compilation takes tens of seconds)."""
+    class Broken(torch.nn.Module):
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("stand-in compiler error")
+
+    def fake_compile(model: torch.nn.Module, **kwargs: object) -> torch.nn.Module:
+        return Broken(model) if type(model).__name__ == "ResNet" else model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    out = tmp_path / "bench"
+    argv = ["--quick", "--sections", "throughput", "--out", str(out), "--throughput-models", "lenet5_modern,resnet20",
+            "--small-batch", "4", "--compile"]
+    assert main(argv) == 0
+    md, rows, doc = _check_structure(out, ["throughput"], argv)
+    train = {(r["name"], r["variant"]) for r in rows if r["metric"] == "train_img_s"}
+    assert ("lenet5_modern", "compile") in train and ("resnet20", "compile") not in train
+    notes = doc["notes"]["throughput"]
+    first = [n for n in notes if "first training step" in n]
+    assert len(first) == 1 and first[0].startswith("lenet5_modern: ") and " s wall, " in first[0]
+    assert any(n.startswith("resnet20: torch.compile failed (RuntimeError: stand-in compiler error)") for n in notes)
+
+
 def test_data_without_mnist_skips_it_with_a_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With no MNIST found, the data section times the synthetic CIFAR part only and says why."""
     from zoo.bench import cli

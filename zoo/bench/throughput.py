@@ -4,7 +4,7 @@ Inference (``eval()``, ``torch.inference_mode``): ``fp32``, ``bf16`` (``torch.au
 dtype=torch.bfloat16)``), ``channels_last`` (model and input in ``torch.channels_last``) and
 ``bf16_channels_last``. Training step (forward, cross-entropy, backward, SGD with momentum):
 ``fp32``, ``bf16`` (forward and loss under autocast), ``channels_last`` and, with ``--compile``,
-``compile`` (``torch.compile(model)``, fp32; its compilation happens in the warm-up round).
+``compile`` (``torch.compile(model)``, fp32; it compiles in a first step, whose time is noted).
 
 Models whose input is at most 64 px run at their own input size with ``small_batch`` images;
 the others at ``size`` x ``size`` with ``batch`` images. Every variant has its own copy of the
@@ -114,12 +114,16 @@ def run_throughput(options: BenchOptions, report: Report) -> None:
         if options.compile:
             compiled = torch.compile(copy.deepcopy(base).train())
             step = _train(compiled, x, y, False, device)
+            start = clock.read()
             try:
                 step()  # compiles here; a model torch.compile cannot handle is noted, the others still run
             except Exception as e:  # noqa: BLE001 - any compiler error
                 report.note("throughput", f"{name}: torch.compile failed ({type(e).__name__}: "
                                           f"{str(e).splitlines()[0][:160]})")
             else:
+                first = clock.since(start)
+                report.note("throughput", f"{name}: torch.compile's first training step (the compilation) took "
+                                          f"{first.wall:.1f} s wall, {first.cpu:.1f} s CPU")
                 train["compile"] = Sampler(step, clock, options.target_s)
         report.add_timings("throughput", name, interleave(train, options.repeats, options.warmup), prefix="train_",
                            per_item=b, note=f"training step (SGD momentum), {shape}")
